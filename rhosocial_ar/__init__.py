@@ -1,0 +1,58 @@
+"""rhosocial_ar: an ActiveRecord layer over SQLAlchemy Core, across many databases.
+
+    from rhosocial_ar import ActiveRecord, ConnectionManager, IntegerPKMixin
+
+    ConnectionManager.configure('default', {'driver': 'sqlite', 'database': 'app.db'})
+
+    class User(IntegerPKMixin, ActiveRecord):
+        username: str
+
+    User.create_table()
+    User.create(username='ann')
+    User.where(username='ann').first()
+"""
+
+from .connections import Connection, ConnectionManager, get_connection
+from .errors import (
+    ARError,
+    ConfigurationError,
+    ConnectionNotFound,
+    CrossConnectionError,
+    InDoubtError,
+    QueryError,
+    ReadOnlyError,
+    RecordNotFound,
+    StaleObjectError,
+    TwoPhaseNotSupported,
+    UnknownColumnError,
+)
+from .mixins import IntegerPKMixin, OptimisticLockMixin, SoftDeleteMixin, TimestampMixin
+from .model import ActiveRecord
+from .query import Query
+from .schema import Field
+from .transaction import Transaction
+
+__all__ = [
+    "ARError",
+    "ActiveRecord",
+    "ConfigurationError",
+    "Connection",
+    "ConnectionManager",
+    "ConnectionNotFound",
+    "CrossConnectionError",
+    "Field",
+    "InDoubtError",
+    "IntegerPKMixin",
+    "OptimisticLockMixin",
+    "Query",
+    "QueryError",
+    "ReadOnlyError",
+    "RecordNotFound",
+    "SoftDeleteMixin",
+    "StaleObjectError",
+    "TimestampMixin",
+    "Transaction",
+    "TwoPhaseNotSupported",
+    "UnknownColumnError",
+    "get_connection",
+]

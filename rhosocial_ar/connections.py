@@ -1,0 +1,216 @@
+"""Named connections, each one SQLAlchemy ``Engine``.
+
+    ConnectionManager.configure('primary', {'driver': 'sqlite', 'database': 'main.db'})
+    ConnectionManager.configure({'replica': {'url': 'postgresql+psycopg2://u@db/app',
+                                             'read_only': True}})
+    conn = get_connection('primary')
+    conn.name, conn.engine, conn.dialect.name      # 'primary', Engine, 'sqlite'
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import ArgumentError
+
+from . import dialects
+from .errors import ConfigurationError, ConnectionNotFound
+
+__all__ = ["Connection", "ConnectionManager", "get_connection"]
+
+DEFAULT = "default"
+
+_LOCATION_KEYS = {"driver", "host", "port", "database", "username", "password"}
+_ENGINE_KEYS = {
+    "echo",
+    "pool_size",
+    "max_overflow",
+    "pool_timeout",
+    "pool_recycle",
+    "pool_pre_ping",
+    "connect_args",
+}
+_KNOWN_KEYS = _LOCATION_KEYS | _ENGINE_KEYS | {"url", "engine", "read_only"}
+
+
+class Connection:
+    """One named database: its Engine, its dialect and whether it takes writes."""
+
+    __slots__ = ("name", "engine", "read_only", "_owns_engine")
+
+    def __init__(self, name: str, engine: Engine, *, read_only: bool = False,
+                 owns_engine: bool = True) -> None:
+        self.name = name
+        self.engine = engine
+        self.read_only = read_only
+        self._owns_engine = owns_engine
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.engine.dialect
+
+    def dispose(self) -> None:
+        """Close the pool's connections (only for engines this library created)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        flag = " read_only" if self.read_only else ""
+        return f"<Connection {self.name!r} {url}{flag}>"
+
+
+def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, bool]:
+    unknown = sorted(set(config) - _KNOWN_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"connection {name!r}: unknown config key {unknown[0]!r}; "
+            f"known keys: {sorted(_KNOWN_KEYS)}"
+        )
+    if "engine" in config:
+        engine = config["engine"]
+        if not isinstance(engine, Engine):
+            raise ConfigurationError(f"connection {name!r}: 'engine' must be a SQLAlchemy Engine")
+        extra = sorted(set(config) - {"engine", "read_only"})
+        if extra:
+            raise ConfigurationError(
+                f"connection {name!r}: {extra[0]!r} cannot be combined with 'engine'"
+            )
+        return engine, False
+    if "url" in config:
+        if set(config) & _LOCATION_KEYS:
+            clash = sorted(set(config) & _LOCATION_KEYS)[0]
+            raise ConfigurationError(f"connection {name!r}: {clash!r} cannot be combined with 'url'")
+        try:
+            url = sa.make_url(config["url"])
+        except ArgumentError:
+            # the message would echo the URL, password included
+            raise ConfigurationError(f"connection {name!r}: 'url' is not a valid URL") from None
+    else:
+        try:
+            url = dialects.connection_url(dict(config))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"connection {name!r}: {exc}") from None
+    options = {key: config[key] for key in _ENGINE_KEYS if key in config}
+    try:
+        engine = sa.create_engine(url, **options)
+    except (ArgumentError, TypeError) as exc:
+        raise ConfigurationError(
+            f"connection {name!r}: {_safe(str(exc), url)}"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"connection {name!r}: driver {url.drivername!r} is not installed ({exc.name})"
+        ) from None
+    return engine, True
+
+
+def _safe(message: str, url: sa.URL) -> str:
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return message
+
+
+class ConnectionManager:
+    """The registry of named connections (one per process)."""
+
+    _connections: dict[str, Connection] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def configure(
+        cls, name: str | Mapping[str, Mapping[str, Any]], config: Mapping[str, Any] | None = None
+    ) -> None:
+        """Configure one connection, or many from ``{name: config}``.
+
+        Every config is checked before any is registered; configuring an
+        existing name replaces (and disposes) the old connection.
+        """
+        if isinstance(name, Mapping):
+            if config is not None:
+                raise ConfigurationError("configure({name: config}) takes no second argument")
+            configs = dict(name)
+        else:
+            if not isinstance(config, Mapping):
+                raise ConfigurationError(f"connection {name!r}: config must be a dict")
+            configs = {name: config}
+        built: dict[str, Connection] = {}
+        try:
+            for conn_name, conn_config in configs.items():
+                if not isinstance(conn_name, str) or not conn_name:
+                    raise ConfigurationError(f"connection names must be strings, got {conn_name!r}")
+                if not isinstance(conn_config, Mapping):
+                    raise ConfigurationError(f"connection {conn_name!r}: config must be a dict")
+                engine, owned = _engine_from_config(conn_name, conn_config)
+                dialects.prepare_engine(engine)
+                built[conn_name] = Connection(
+                    conn_name, engine, read_only=bool(conn_config.get("read_only", False)),
+                    owns_engine=owned,
+                )
+        except BaseException:
+            for conn in built.values():
+                conn.dispose()
+            raise
+        with cls._lock:
+            replaced = [cls._connections[n] for n in built if n in cls._connections]
+            cls._connections.update(built)
+        for old in replaced:
+            old.dispose()
+
+    @classmethod
+    def get(cls, name: str = DEFAULT) -> Connection:
+        try:
+            return cls._connections[name]
+        except KeyError:
+            raise ConnectionNotFound(
+                f"no connection named {name!r}; configured: {sorted(cls._connections) or 'none'}"
+            ) from None
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return sorted(cls._connections)
+
+    @classmethod
+    def connections(cls) -> Iterable[Connection]:
+        return list(cls._connections.values())
+
+    @classmethod
+    def reset(cls) -> None:
+        """Dispose every engine this library created and forget every name."""
+        with cls._lock:
+            old = list(cls._connections.values())
+            cls._connections.clear()
+        for conn in old:
+            conn.dispose()
+
+    @classmethod
+    def create_all(cls, names: Iterable[str] | None = None) -> None:
+        """Create the tables of every model on its connection (for tests and demos)."""
+        from .registry import tables_by_connection
+
+        wanted = set(names) if names is not None else None
+        for conn_name, metadata in tables_by_connection().items():
+            if wanted is not None and conn_name not in wanted:
+                continue
+            if conn_name not in cls._connections:
+                continue
+            metadata.create_all(cls.get(conn_name).engine)
+
+    @classmethod
+    def drop_all(cls, names: Iterable[str] | None = None) -> None:
+        """Drop the tables of every model on its connection (for tests)."""
+        from .registry import tables_by_connection
+
+        wanted = set(names) if names is not None else None
+        for conn_name, metadata in tables_by_connection().items():
+            if (wanted is None or conn_name in wanted) and conn_name in cls._connections:
+                metadata.drop_all(cls.get(conn_name).engine)
+
+
+def get_connection(name: str = DEFAULT) -> Connection:
+    """The connection configured under ``name``; raises ``ConnectionNotFound``."""
+    return ConnectionManager.get(name)

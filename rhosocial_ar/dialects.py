@@ -1,0 +1,136 @@
+"""Everything that differs between SQLite, PostgreSQL and MySQL/MariaDB.
+
+    url = connection_url({'driver': 'postgresql', 'host': 'db', 'database': 'app'})
+    stmt = upsert(engine.dialect, users, rows, conflict_keys=['email'], update=['name'])
+
+This is the only module that names a dialect; the rest of the library asks
+the functions here about capabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL, Dialect, Engine
+
+from .errors import ConfigurationError
+
+__all__ = ["connection_url", "max_bind_params", "prepare_engine", "upsert"]
+
+# config 'driver' -> SQLAlchemy drivername; 'mariadb' is an alias of 'mysql'
+DRIVERS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql+psycopg2",
+    "postgres": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+
+# bound parameters one statement may carry; psycopg2 and PyMySQL bind on the
+# client, so their limit is the server's packet size, kept well below here
+_BIND_LIMITS = {"sqlite": 32766, "postgresql": 65535, "mysql": 65535}
+_SQLITE_OLD_LIMIT = 999
+
+
+def connection_url(config: dict[str, Any]) -> URL:
+    """Build a SQLAlchemy URL from driver/host/port/database/username/password."""
+    driver = config.get("driver")
+    if driver not in DRIVERS:
+        raise ConfigurationError(
+            f"'driver': unknown driver {driver!r}; expected one of {sorted(DRIVERS)}"
+        )
+    database = config.get("database")
+    if not database:
+        raise ConfigurationError(f"'database': missing for driver {driver!r}")
+    port = config.get("port")
+    if port is not None and not isinstance(port, int):
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"'port': not a number: {port!r}") from None
+    if DRIVERS[driver] == "sqlite":
+        return URL.create("sqlite", database=str(database))
+    return URL.create(
+        DRIVERS[driver],
+        username=config.get("username"),
+        password=config.get("password"),
+        host=config.get("host", "localhost"),
+        port=port,
+        database=str(database),
+    )
+
+
+def prepare_engine(engine: Engine) -> None:
+    """Make an engine's transactions behave the same on every dialect.
+
+    pysqlite opens transactions lazily and breaks SAVEPOINT; SQLAlchemy's
+    documented recipe hands transaction control back to SQLAlchemy.
+    """
+    if engine.dialect.name != "sqlite" or getattr(engine, "_rhosocial_ar_prepared", False):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _explicit_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    engine._rhosocial_ar_prepared = True  # type: ignore[attr-defined]
+
+
+def precise_datetime() -> Any:
+    """DateTime that keeps microseconds everywhere (MySQL's DATETIME drops them)."""
+    return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def precise_time() -> Any:
+    return sa.Time().with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
+
+
+def max_bind_params(dialect: Dialect) -> int:
+    """How many bound parameters fit in one statement on this dialect."""
+    if dialect.name == "sqlite":
+        version = getattr(dialect.dbapi, "sqlite_version_info", (3, 32))
+        return _BIND_LIMITS["sqlite"] if version >= (3, 32) else _SQLITE_OLD_LIMIT
+    return _BIND_LIMITS.get(dialect.name, 999)
+
+
+def upsert(
+    dialect: Dialect,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    conflict_keys: Sequence[str],
+    update: Sequence[str],
+) -> sa.Insert:
+    """One multi-row INSERT that updates ``update`` columns on a key conflict.
+
+    MySQL has no conflict target: ``ON DUPLICATE KEY UPDATE`` fires on any
+    unique key, so ``conflict_keys`` must name a unique key there too.
+    """
+    name = dialect.name
+    if name in ("postgresql", "sqlite"):
+        module = postgresql if name == "postgresql" else sqlite
+        stmt = module.insert(table).values(list(rows))
+        if not update:
+            return stmt.on_conflict_do_nothing(index_elements=list(conflict_keys))
+        return stmt.on_conflict_do_update(
+            index_elements=list(conflict_keys),
+            set_={c: stmt.excluded[c] for c in update},
+        )
+    if name in ("mysql", "mariadb"):
+        my = mysql.insert(table).values(list(rows))
+        # a no-op assignment keeps "do nothing" one statement without IGNORE,
+        # which would also hide unrelated errors
+        targets = update or list(conflict_keys)
+        return my.on_duplicate_key_update({c: my.inserted[c] for c in targets})
+    raise ConfigurationError(f"upserts are not supported on dialect {name!r}")
+
+
+def supports_savepoints(dialect: Dialect) -> bool:
+    return dialect.name in ("sqlite", "postgresql", "mysql", "mariadb")

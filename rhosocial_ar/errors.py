@@ -1,0 +1,76 @@
+"""The one error hierarchy of rhosocial_ar.
+
+    try:
+        User.find(42)
+    except RecordNotFound as exc:
+        print(exc)          # User with id=42 not found
+
+Everything the library raises on its own derives from :class:`ARError`.
+Database errors are SQLAlchemy's (``IntegrityError``, ``OperationalError``,
+...) and propagate unchanged, with the driver's error at ``.orig``; bad field
+values raise pydantic's ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ARError",
+    "ConfigurationError",
+    "ConnectionNotFound",
+    "CrossConnectionError",
+    "InDoubtError",
+    "QueryError",
+    "ReadOnlyError",
+    "RecordNotFound",
+    "StaleObjectError",
+    "TwoPhaseNotSupported",
+    "UnknownColumnError",
+]
+
+
+class ARError(Exception):
+    """Root of every error rhosocial_ar raises itself."""
+
+
+class ConfigurationError(ARError):
+    """A connection config or a model declaration is invalid."""
+
+
+class ConnectionNotFound(ARError, LookupError):
+    """No connection is configured under the requested name."""
+
+
+class RecordNotFound(ARError, LookupError):
+    """``find`` was asked for a primary key that matches no row."""
+
+
+class UnknownColumnError(ARError, ValueError):
+    """A column name given as a string is not a column of the table."""
+
+
+class ReadOnlyError(ARError):
+    """A write was attempted through a connection configured ``read_only``."""
+
+
+class CrossConnectionError(ARError):
+    """An operation would need one SQL statement to span two connections."""
+
+
+class StaleObjectError(ARError):
+    """An optimistic-locking save found the row changed by someone else."""
+
+
+class TwoPhaseNotSupported(ARError):
+    """A connection cannot take part in a two-phase commit."""
+
+
+class InDoubtError(ARError):
+    """A two-phase commit failed after its commit decision was logged."""
+
+    def __init__(self, message: str, xid: str) -> None:
+        super().__init__(message)
+        self.xid = xid
+
+
+class QueryError(ARError, ValueError):
+    """A query was built or used in a way that cannot work."""

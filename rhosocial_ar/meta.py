@@ -1,0 +1,121 @@
+"""What a model compiles to once: its Table, column lists and prebuilt statements.
+
+    meta = User.__ar_meta__
+    meta.table, meta.pk_names, meta.find_stmt
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from pydantic.fields import FieldInfo
+
+from .errors import ConfigurationError, UnknownColumnError
+
+__all__ = ["ModelMeta", "pk_param"]
+
+
+def pk_param(index: int) -> str:
+    # cannot clash with a column name: SQLAlchemy forbids such bind names in UPDATE
+    return f"_ar_pk_{index}"
+
+
+class ModelMeta:
+    """Per-model compiled state; statements are built once and reused."""
+
+    def __init__(self, model: type, table: sa.Table, fields: dict[str, FieldInfo]) -> None:
+        self.model = model
+        self.table = table
+        self.fields = fields
+        self.names: tuple[str, ...] = tuple(c.key for c in table.c if c.key in fields)
+        self.name_set = frozenset(table.c.keys())
+        self.columns = tuple(table.c[n] for n in self.names)
+        self.pk_names: tuple[str, ...] = tuple(c.key for c in table.primary_key.columns)
+        self.lock_column: str | None = getattr(model, "__ar_lock_column__", None)
+        self.soft_delete_column: str | None = getattr(model, "__ar_soft_delete_column__", None)
+        self.created_column: str | None = getattr(model, "__ar_created_column__", None)
+        self.updated_column: str | None = getattr(model, "__ar_updated_column__", None)
+        for marker in (self.lock_column, self.soft_delete_column,
+                       self.created_column, self.updated_column):
+            if marker is not None and marker not in self.name_set:
+                raise ConfigurationError(f"{model.__name__}: mixin column {marker!r} is missing")
+        self.query_cache: dict[Any, Any] = {}
+        self._processors: dict[Any, dict[str, Any]] = {}
+        self._adapters: dict[str, TypeAdapter[Any]] = {}
+
+    # -- checks -------------------------------------------------------------
+
+    def column(self, name: str) -> sa.Column[Any]:
+        """The column called ``name``; anything else raises ``UnknownColumnError``."""
+        if not isinstance(name, str) or name not in self.name_set:
+            raise UnknownColumnError(
+                f"{self.model.__name__} has no column {name!r}; "
+                f"columns: {', '.join(self.table.c.keys())}"
+            )
+        return self.table.c[name]
+
+    def require_pk(self, action: str) -> tuple[str, ...]:
+        if not self.pk_names:
+            raise ConfigurationError(
+                f"{self.model.__name__}: table {self.table.name!r} has no primary key; cannot {action}"
+            )
+        return self.pk_names
+
+    def validate_value(self, name: str, value: Any) -> Any:
+        """Validate one value for a field the way pydantic would on assignment."""
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            info = self.fields[name]
+            annotation: Any = info.annotation
+            adapter = self._adapters[name] = TypeAdapter(annotation)
+        return adapter.validate_python(value)
+
+    def result_processors(self, dialect: Any) -> dict[str, Any]:
+        """Column name -> the dialect's result processor (for rows of raw SQL)."""
+        found = self._processors.get(dialect)
+        if found is None:
+            found = {}
+            for column in self.table.c:
+                processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+                if processor is not None:
+                    found[column.key] = processor
+            self._processors[dialect] = found
+        return found
+
+    # -- prebuilt statements ------------------------------------------------
+
+    def pk_clause(self) -> Any:
+        pks = self.require_pk("address a row by primary key")
+        return sa.and_(*(self.table.c[n] == sa.bindparam(pk_param(i)) for i, n in enumerate(pks)))
+
+    @cached_property
+    def insert_stmt(self) -> sa.Insert:
+        return self.table.insert()
+
+    @cached_property
+    def find_stmt(self) -> sa.Select[Any]:
+        stmt = sa.select(*self.columns).where(self.pk_clause())
+        return stmt
+
+    @cached_property
+    def update_stmt(self) -> sa.Update:
+        return self.table.update().where(self.pk_clause())
+
+    @cached_property
+    def locked_update_stmt(self) -> sa.Update:
+        assert self.lock_column is not None
+        lock = self.table.c[self.lock_column]
+        return self.table.update().where(self.pk_clause(), lock == sa.bindparam("_ar_lock"))
+
+    @cached_property
+    def delete_stmt(self) -> sa.Delete:
+        return self.table.delete().where(self.pk_clause())
+
+    @cached_property
+    def locked_delete_stmt(self) -> sa.Delete:
+        assert self.lock_column is not None
+        lock = self.table.c[self.lock_column]
+        return self.table.delete().where(self.pk_clause(), lock == sa.bindparam("_ar_lock"))

@@ -1,0 +1,64 @@
+"""Ready-made columns with behaviour: primary key, timestamps, soft delete, locking.
+
+    class Post(IntegerPKMixin, TimestampMixin, SoftDeleteMixin, ActiveRecord):
+        title: str
+
+    post.delete()                 # UPDATE posts SET deleted_at=... (hidden from queries)
+    Post.with_deleted().all()     # includes it
+    post.restore()
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from .schema import Field
+
+__all__ = ["IntegerPKMixin", "OptimisticLockMixin", "SoftDeleteMixin", "TimestampMixin"]
+
+
+class IntegerPKMixin(BaseModel):
+    """An auto-incrementing integer primary key ``id``."""
+
+    __abstract__: ClassVar[bool] = True
+    id: int | None = Field(None, primary_key=True)
+
+
+class TimestampMixin(BaseModel):
+    """``created_at`` set on insert, ``updated_at`` on every write that changes a column.
+
+    Both hold naive UTC datetimes.
+    """
+
+    __abstract__: ClassVar[bool] = True
+    __ar_created_column__: ClassVar[str] = "created_at"
+    __ar_updated_column__: ClassVar[str] = "updated_at"
+    created_at: datetime.datetime | None = None
+    updated_at: datetime.datetime | None = None
+
+
+class SoftDeleteMixin(BaseModel):
+    """``delete()`` sets ``deleted_at``; queries hide such rows unless asked."""
+
+    __abstract__: ClassVar[bool] = True
+    __ar_soft_delete_column__: ClassVar[str] = "deleted_at"
+    deleted_at: datetime.datetime | None = None
+
+    def restore(self) -> Any:
+        """Undo a soft delete."""
+        self.deleted_at = None
+        return self.save()  # type: ignore[attr-defined]
+
+
+class OptimisticLockMixin(BaseModel):
+    """A ``version`` column; saving a stale copy raises ``StaleObjectError``.
+
+    New records start at version 0; every update adds one.
+    """
+
+    __abstract__: ClassVar[bool] = True
+    __ar_lock_column__: ClassVar[str] = "version"
+    version: int | None = None

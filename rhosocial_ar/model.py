@@ -1,0 +1,537 @@
+"""ActiveRecord: pydantic models that are rows of a Core table.
+
+    class User(IntegerPKMixin, TimestampMixin, ActiveRecord):
+        __table_name__ = 'users'
+        id: int | None = None
+        username: str
+        email: str
+
+    u = User(username='ann', email='ann@x.io'); u.save()     # INSERT
+    u.email = 'a@x.io'; u.save()                             # UPDATE users SET email=...
+    User.find(u.id); User.find_by(username='ann'); User.where(...).all()
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic.fields import FieldInfo
+
+from . import dialects, registry, routing
+from .errors import QueryError, RecordNotFound, StaleObjectError
+from .meta import ModelMeta, pk_param
+from .query import Query
+from .schema import build_table, check_adopted_table, default_table_name
+from .transaction import Transaction, atomic, reading
+
+__all__ = ["ActiveRecord"]
+
+T = TypeVar("T", bound="ActiveRecord")
+_MISSING = object()
+
+
+def _now() -> datetime.datetime:
+    # naive UTC, what DateTime columns without a time zone hold on every dialect
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class ActiveRecord(BaseModel):
+    """Base class of every model; a subclass with fields compiles to a table."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    __abstract__: ClassVar[bool] = True
+    __connection__: ClassVar[str] = "default"
+    __read_connection__: ClassVar[str | None] = None
+    __ar_meta__: ClassVar[ModelMeta]
+    __table__: ClassVar[sa.Table]
+    c: ClassVar[Any]
+
+    # the column values as last read from or written to the database;
+    # None while the record is new
+    _ar_saved: dict[str, Any] | None = PrivateAttr(default=None)
+    _ar_origin: str | None = PrivateAttr(default=None)
+
+    # -- class creation -----------------------------------------------------
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.__dict__.get("__abstract__", False):
+            return
+        fields: dict[str, FieldInfo] = dict(cls.model_fields)
+        adopted = cls.__dict__.get("__table__")
+        if isinstance(adopted, sa.Table):
+            check_adopted_table(cls.__name__, adopted, fields)
+            table = adopted
+            registry.register_table(cls.__connection__, table)
+        else:
+            name = (
+                cls.__dict__.get("__table_name__")
+                or cls.__dict__.get("__tablename__")
+                or getattr(cls, "__table_name__", None)
+                or getattr(cls, "__tablename__", None)
+                or default_table_name(cls.__name__)
+            )
+            metadata = registry.metadata_for(cls.__connection__)
+            if name in metadata.tables:
+                # a second model over the same table: keep the first one's for create_all
+                metadata = sa.MetaData()
+            trailing = frozenset(
+                getattr(cls, marker, None) for marker in (
+                    "__ar_created_column__", "__ar_updated_column__",
+                    "__ar_soft_delete_column__", "__ar_lock_column__",
+                )
+            ) - {None}
+            table = build_table(name, fields, metadata, trailing)  # type: ignore[arg-type]
+        cls.__table__ = table
+        cls.c = table.c
+        cls.__ar_meta__ = ModelMeta(cls, table, fields)
+
+    # -- loading ------------------------------------------------------------
+
+    @classmethod
+    def _ar_load_many(cls: type[T], names: Sequence[str], rows: Iterable[Sequence[Any]],
+                      origin: str | None) -> list[T]:
+        """Build records from trusted database rows without re-validating them."""
+        new = object.__new__
+        setattr_ = object.__setattr__
+        fields_set = set(names)
+        records = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            record = new(cls)
+            setattr_(record, "__dict__", values)
+            setattr_(record, "__pydantic_fields_set__", fields_set.copy())
+            setattr_(record, "__pydantic_extra__", None)
+            setattr_(record, "__pydantic_private__",
+                     {"_ar_saved": values.copy(), "_ar_origin": origin})
+            records.append(record)
+        return records
+
+    # -- class-level queries --------------------------------------------------
+
+    @classmethod
+    def query(cls: type[T]) -> Query[T]:
+        """A query over every row (the default scope applied)."""
+        return Query(cls)
+
+    find_all = query
+
+    @classmethod
+    def where(cls: type[T], *conditions: Any, **columns: Any) -> Query[T]:
+        return Query(cls).where(*conditions, **columns)
+
+    @classmethod
+    def order_by(cls: type[T], *keys: Any) -> Query[T]:
+        return Query(cls).order_by(*keys)
+
+    @classmethod
+    def select(cls: type[T], *names: str) -> Query[T]:
+        return Query(cls).select(*names)
+
+    @classmethod
+    def limit(cls: type[T], count: int) -> Query[T]:
+        return Query(cls).limit(count)
+
+    @classmethod
+    def using(cls: type[T], name: str) -> Query[T]:
+        return Query(cls).using(name)
+
+    @classmethod
+    def with_deleted(cls: type[T]) -> Query[T]:
+        return Query(cls).with_deleted()
+
+    @classmethod
+    def only_deleted(cls: type[T]) -> Query[T]:
+        return Query(cls).only_deleted()
+
+    @classmethod
+    def all(cls: type[T]) -> list[T]:
+        return Query(cls).all()
+
+    @classmethod
+    def first(cls: type[T]) -> T | None:
+        return Query(cls).first()
+
+    @classmethod
+    def last(cls: type[T]) -> T | None:
+        return Query(cls).last()
+
+    @classmethod
+    def count(cls) -> int:
+        return Query(cls).count()
+
+    @classmethod
+    def exists(cls) -> bool:
+        return Query(cls).exists()
+
+    @classmethod
+    def pluck(cls, *names: str) -> list[Any]:
+        return Query(cls).pluck(*names)
+
+    @classmethod
+    def sum(cls, name: str) -> Any:
+        return Query(cls).sum(name)
+
+    @classmethod
+    def batch(cls: type[T], size: int = 1000) -> Any:
+        return Query(cls).batch(size)
+
+    @classmethod
+    def find(cls: type[T], *pk: Any) -> T:
+        """The record with this primary key; raises ``RecordNotFound``."""
+        meta = cls.__ar_meta__
+        pks = meta.require_pk("find")
+        if len(pk) != len(pks):
+            raise QueryError(f"find() takes {len(pks)} primary key value(s): {', '.join(pks)}")
+        if meta.soft_delete_column:
+            return Query(cls).find(*pk)
+        name = routing.connection_name_for(cls)
+        conn = routing.get_connection(name)
+        params = {pk_param(i): value for i, value in enumerate(pk)}
+        with reading(conn) as sa_conn:
+            rows = sa_conn.execute(meta.find_stmt, params).all()
+        if not rows:
+            key = ", ".join(f"{n}={v!r}" for n, v in zip(pks, pk, strict=True))
+            raise RecordNotFound(f"{cls.__name__} with {key} not found")
+        return cls._ar_load_many(meta.names, rows, name)[0]
+
+    @classmethod
+    def find_by(cls: type[T], **columns: Any) -> T | None:
+        """The first record matching ``column=value`` pairs, or None."""
+        return Query(cls).where(**columns).first()
+
+    @classmethod
+    def raw_query(cls: type[T], sql: str, params: Any = None) -> list[T]:
+        """Records from your own SELECT; ``?`` or ``:name`` placeholders, values bound."""
+        if isinstance(params, dict):
+            clause: Any = sa.text(sql)
+            bound = params
+        else:
+            from .query import _fragment
+
+            values = () if params is None else tuple(params) if isinstance(
+                params, list | tuple) else (params,)
+            clause, bound = _fragment(sql, values, "raw")
+        name = routing.connection_name_for(cls)
+        conn = routing.get_connection(name)
+        meta = cls.__ar_meta__
+        with reading(conn) as sa_conn:
+            result = sa_conn.execute(clause, bound)
+            keys = [k for k in result.keys() if k in meta.name_set]
+            mappings = result.mappings().all()
+        # text() results carry no column types; apply the table's conversions
+        processors = meta.result_processors(conn.dialect)
+        convert = [(k, processors.get(k)) for k in keys]
+        rows = [tuple(p(m[k]) if p else m[k] for k, p in convert) for m in mappings]
+        return cls._ar_load_many(keys, rows, name)
+
+    @classmethod
+    def create(cls: type[T], **values: Any) -> T:
+        """Validate, insert and return a new record."""
+        record = cls(**values)
+        record.save()
+        return record
+
+    @classmethod
+    def using_connection(cls, name: str) -> Any:
+        """A block in which every operation of this model goes to ``name``."""
+        return routing.using_connection(cls, name)
+
+    @classmethod
+    def transaction(cls, isolation_level: str | None = None) -> Transaction:
+        """A transaction on this model's connection."""
+        return Transaction(routing.resolve(cls), isolation_level=isolation_level)
+
+    @classmethod
+    def create_table(cls, checkfirst: bool = True) -> None:
+        """CREATE TABLE on the model's connection (tests and demos; use migrations in prod)."""
+        cls.__table__.create(routing.resolve(cls).engine, checkfirst=checkfirst)
+
+    @classmethod
+    def drop_table(cls, checkfirst: bool = True) -> None:
+        cls.__table__.drop(routing.resolve(cls).engine, checkfirst=checkfirst)
+
+    # -- upserts and bulk inserts ------------------------------------------
+
+    @classmethod
+    def _rows_for_write(cls, rows: Iterable[Any]) -> list[dict[str, Any]]:
+        """Validate rows (dicts or records) and return their column values."""
+        meta = cls.__ar_meta__
+        out = []
+        now = _now()
+        for row in rows:
+            record = row if isinstance(row, cls) else cls.model_validate(row)
+            values = {n: record.__dict__[n] for n in meta.names if n in record.__dict__}
+            for pk in meta.pk_names:
+                if values.get(pk) is None:
+                    values.pop(pk, None)
+            for stamp in (meta.created_column, meta.updated_column):
+                if stamp and values.get(stamp) is None:
+                    values[stamp] = now
+            if meta.lock_column and values.get(meta.lock_column) is None:
+                values[meta.lock_column] = 0
+            out.append(values)
+        return out
+
+    @classmethod
+    def bulk_insert(cls, rows: Iterable[Any], batch_size: int = 1000) -> int:
+        """Insert many rows (dicts or records) without hooks; returns the row count."""
+        values = cls._rows_for_write(rows)
+        if not values:
+            return 0
+        conn = routing.resolve(cls)
+        table = cls.__table__
+        with atomic(conn) as frame:
+            for keys, group in _group_by_keys(values):
+                for chunk in _chunks(group, batch_size):
+                    frame.sa_conn.execute(table.insert(), chunk)
+                del keys
+        return len(values)
+
+    @classmethod
+    def insert_or_update(cls, data: Any, conflict_keys: Sequence[str],
+                         update_columns: Sequence[str] | None = None) -> int:
+        """Insert a row, or update it where ``conflict_keys`` match: one statement."""
+        return cls.bulk_insert_or_update([data], conflict_keys, update_columns=update_columns)
+
+    @classmethod
+    def bulk_insert_or_update(cls, rows: Iterable[Any], conflict_keys: Sequence[str],
+                              batch_size: int = 1000,
+                              update_columns: Sequence[str] | None = None) -> int:
+        """Upsert many rows, one ``INSERT ... ON CONFLICT`` statement per batch."""
+        meta = cls.__ar_meta__
+        if isinstance(conflict_keys, str) or not conflict_keys:
+            raise QueryError("conflict_keys must be a non-empty list of column names")
+        for key in conflict_keys:
+            meta.column(key)
+        if update_columns is not None:
+            for name in update_columns:
+                meta.column(name)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise QueryError(f"batch_size must be a positive integer, not {batch_size!r}")
+        values = cls._rows_for_write(rows)
+        if not values:
+            return 0
+        conn = routing.resolve(cls)
+        keep = {*conflict_keys, *meta.pk_names, meta.created_column}
+        with atomic(conn) as frame:
+            for keys, group in _group_by_keys(values):
+                for key in conflict_keys:
+                    if key not in keys:
+                        raise QueryError(f"every row needs the conflict key {key!r}")
+                update = list(update_columns) if update_columns is not None else [
+                    k for k in keys if k not in keep
+                ]
+                per_batch = max(1, min(batch_size, dialects.max_bind_params(conn.dialect)
+                                       // max(1, len(keys))))
+                for chunk in _chunks(group, per_batch):
+                    stmt = dialects.upsert(conn.dialect, cls.__table__, chunk, conflict_keys, update)
+                    frame.sa_conn.execute(stmt)
+        return len(values)
+
+    # -- records --------------------------------------------------------------
+
+    @property
+    def is_new_record(self) -> bool:
+        """True until the record has been inserted (or after it was deleted)."""
+        return self.__pydantic_private__["_ar_saved"] is None  # type: ignore[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The field values loaded on this record, by name."""
+        values = self.__dict__
+        return {n: values[n] for n in type(self).model_fields if n in values}
+
+    def _connection(self) -> Any:
+        origin = self.__pydantic_private__["_ar_origin"]  # type: ignore[index]
+        return routing.resolve(type(self), routing.override_for(type(self)) or origin)
+
+    def changed_columns(self) -> dict[str, Any]:
+        """Columns whose values differ from what the database last held."""
+        saved = self.__pydantic_private__["_ar_saved"]  # type: ignore[index]
+        values = self.__dict__
+        meta = type(self).__ar_meta__
+        if saved is None:
+            return {n: values[n] for n in meta.names if n in values}
+        return {
+            n: values[n] for n in meta.names
+            if n in values and saved.get(n, _MISSING) is not values[n]
+            and saved.get(n, _MISSING) != values[n]
+        }
+
+    def save(self) -> int:
+        """Insert or update (changed columns only); returns the rows written."""
+        self.before_validate()
+        self.before_save()
+        if self.is_new_record:
+            self.before_create()
+            return self._insert()
+        self.before_update()
+        return self._update()
+
+    def _insert(self) -> int:
+        cls = type(self)
+        meta = cls.__ar_meta__
+        conn = self._connection()
+        now = _now()
+        for stamp in (meta.created_column, meta.updated_column):
+            if stamp and self.__dict__.get(stamp) is None:
+                self.__dict__[stamp] = now
+        if meta.lock_column and self.__dict__.get(meta.lock_column) is None:
+            self.__dict__[meta.lock_column] = 0
+        values = {n: self.__dict__[n] for n in meta.names if n in self.__dict__}
+        for pk in meta.pk_names:
+            if values.get(pk) is None:
+                values.pop(pk, None)
+        with atomic(conn) as frame:
+            result = frame.sa_conn.execute(meta.insert_stmt, values)
+            for pk, value in zip(meta.pk_names, result.inserted_primary_key or (), strict=False):
+                if value is not None:
+                    self.__dict__[pk] = value
+            self._mark_saved(conn.name)
+            self.after_create()
+            self.after_save()
+            frame.enlist(self)
+        return 1
+
+    def _update(self) -> int:
+        cls = type(self)
+        meta = cls.__ar_meta__
+        changes = self.changed_columns()
+        if not changes:
+            return 0
+        saved: dict[str, Any] = self.__pydantic_private__["_ar_saved"]  # type: ignore[index]
+        pks = meta.require_pk("update")
+        params = self._pk_params(saved, "update")
+        if meta.updated_column and meta.updated_column not in changes:
+            changes[meta.updated_column] = self.__dict__[meta.updated_column] = _now()
+        stmt = meta.update_stmt
+        if meta.lock_column:
+            stmt = meta.locked_update_stmt
+            params["_ar_lock"] = saved[meta.lock_column]
+            changes[meta.lock_column] = self.__dict__[meta.lock_column] = saved[meta.lock_column] + 1
+        params.update(changes)
+        conn = self._connection()
+        with atomic(conn) as frame:
+            count = frame.sa_conn.execute(stmt, params).rowcount
+            if meta.lock_column and count == 0:
+                self.__dict__[meta.lock_column] = saved[meta.lock_column]
+                raise StaleObjectError(
+                    f"{cls.__name__} {self._pk_text(saved, pks)} was changed or deleted by "
+                    f"someone else since it was loaded (version {saved[meta.lock_column]})"
+                )
+            self._mark_saved(conn.name)
+            self.after_update()
+            self.after_save()
+            frame.enlist(self)
+        return int(count)
+
+    def _pk_params(self, saved: dict[str, Any], action: str) -> dict[str, Any]:
+        pks = type(self).__ar_meta__.require_pk(action)
+        if any(saved.get(n) is None for n in pks):
+            raise QueryError(f"cannot {action} a record loaded without its primary key {pks}")
+        return {pk_param(i): saved[n] for i, n in enumerate(pks)}
+
+    @staticmethod
+    def _pk_text(saved: dict[str, Any], pks: Sequence[str]) -> str:
+        return ", ".join(f"{n}={saved[n]!r}" for n in pks)
+
+    def _mark_saved(self, origin: str) -> None:
+        private = self.__pydantic_private__
+        assert private is not None
+        private["_ar_saved"] = {n: v for n, v in self.__dict__.items()
+                                if n in type(self).__ar_meta__.name_set}
+        private["_ar_origin"] = origin
+
+    def delete(self) -> int:
+        """Delete the row (soft-delete models set ``deleted_at``); returns the rows deleted."""
+        cls = type(self)
+        meta = cls.__ar_meta__
+        if self.is_new_record:
+            raise QueryError(f"cannot delete a {cls.__name__} that was never saved")
+        self.before_destroy()
+        if meta.soft_delete_column:
+            self.__dict__[meta.soft_delete_column] = _now()
+            count = self._update()
+            self.after_destroy()
+            return count
+        return self._hard_delete()
+
+    def hard_delete(self) -> int:
+        """Delete the row for real, also on soft-delete models."""
+        if self.is_new_record:
+            raise QueryError(f"cannot delete a {type(self).__name__} that was never saved")
+        self.before_destroy()
+        return self._hard_delete()
+
+    def _hard_delete(self) -> int:
+        cls = type(self)
+        meta = cls.__ar_meta__
+        saved: dict[str, Any] = self.__pydantic_private__["_ar_saved"]  # type: ignore[index]
+        params = self._pk_params(saved, "delete")
+        stmt = meta.delete_stmt
+        if meta.lock_column:
+            stmt = meta.locked_delete_stmt
+            params["_ar_lock"] = saved[meta.lock_column]
+        conn = self._connection()
+        with atomic(conn) as frame:
+            count = frame.sa_conn.execute(stmt, params).rowcount
+            if meta.lock_column and count == 0:
+                raise StaleObjectError(
+                    f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
+                    f"deleted by someone else since it was loaded"
+                )
+            self.__pydantic_private__["_ar_saved"] = None  # type: ignore[index]
+            self.after_destroy()
+            frame.enlist(self)
+        return int(count)
+
+    def refresh(self: T) -> T:
+        """Reload every column from the database; raises ``RecordNotFound`` if gone."""
+        cls = type(self)
+        meta = cls.__ar_meta__
+        saved = self.__pydantic_private__["_ar_saved"]  # type: ignore[index]
+        if saved is None:
+            raise QueryError(f"cannot refresh a {cls.__name__} that was never saved")
+        pks = meta.require_pk("refresh")
+        key = tuple(saved[n] for n in pks)
+        origin = self._connection().name
+        query = Query(cls).using(origin).with_deleted()
+        fresh = query.find(*key)
+        self.__dict__.update(fresh.__dict__)
+        self.__pydantic_private__["_ar_saved"] = fresh.__pydantic_private__["_ar_saved"]  # type: ignore[index]
+        return self
+
+    # -- hooks (override in models) -------------------------------------------
+
+    def before_validate(self) -> None: ...
+    def before_save(self) -> None: ...
+    def before_create(self) -> None: ...
+    def before_update(self) -> None: ...
+    def before_destroy(self) -> None: ...
+    def after_create(self) -> None: ...
+    def after_update(self) -> None: ...
+    def after_save(self) -> None: ...
+    def after_destroy(self) -> None: ...
+    def after_commit(self) -> None: ...
+    def after_rollback(self) -> None: ...
+
+
+def _group_by_keys(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """Rows with the same columns go in one statement."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.items())
+
+
+def _chunks(rows: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+

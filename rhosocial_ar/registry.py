@@ -1,0 +1,30 @@
+"""Which models exist and which tables belong to which connection.
+
+    tables_by_connection()['default'].create_all(engine)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["metadata_for", "register_table", "tables_by_connection"]
+
+_metadata: dict[str, sa.MetaData] = {}
+
+
+def metadata_for(connection_name: str) -> sa.MetaData:
+    """The MetaData that holds the tables of the models on one connection."""
+    if connection_name not in _metadata:
+        _metadata[connection_name] = sa.MetaData()
+    return _metadata[connection_name]
+
+
+def register_table(connection_name: str, table: sa.Table) -> None:
+    """Record an adopted table under its connection unless the name is taken."""
+    metadata = metadata_for(connection_name)
+    if table.metadata is not metadata and table.key not in metadata.tables:
+        table.to_metadata(metadata)
+
+
+def tables_by_connection() -> dict[str, sa.MetaData]:
+    return dict(_metadata)

@@ -1,0 +1,203 @@
+"""Local transactions: one per connection per context, nested blocks as savepoints.
+
+    with User.transaction():                  # BEGIN on User's connection
+        User.create(username='ann')
+        with Transaction(get_connection()):   # SAVEPOINT
+            ...
+    # COMMIT; then every saved record's after_commit() runs
+
+While a block is open, every operation any model routes to that connection
+runs inside it. The open transactions live in a ``ContextVar``, so each
+thread and each asyncio task has its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from .connections import Connection, get_connection
+from .errors import ARError, ConfigurationError, ReadOnlyError
+
+__all__ = ["Transaction", "atomic", "current_frame"]
+
+log = logging.getLogger("rhosocial_ar")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ISOLATION_LEVELS = {
+    "SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED", "AUTOCOMMIT",
+}
+
+
+class Frame:
+    """One open transaction or savepoint on one connection."""
+
+    __slots__ = ("connection", "sa_conn", "sa_tx", "parent", "records")
+
+    def __init__(self, connection: Connection, sa_conn: sa.Connection, sa_tx: Any,
+                 parent: Frame | None) -> None:
+        self.connection = connection
+        self.sa_conn = sa_conn
+        self.sa_tx = sa_tx
+        self.parent = parent
+        self.records: list[Any] = []     # records whose commit hooks wait for us
+
+    def enlist(self, record: Any) -> None:
+        self.records.append(record)
+
+
+_frames: ContextVar[Mapping[str, Frame]] = ContextVar("rhosocial_ar_frames", default={})
+
+
+def current_frame(connection_name: str) -> Frame | None:
+    """The innermost open transaction on a connection in this context, if any."""
+    return _frames.get().get(connection_name)
+
+
+def _unique(records: list[Any]) -> list[Any]:
+    seen: set[int] = set()
+    return [r for r in records if id(r) not in seen and not seen.add(id(r))]  # type: ignore[func-returns-value]
+
+
+def _run_hooks(records: list[Any], hook: str) -> None:
+    """Run a commit hook on every record; the first error is raised after all ran."""
+    first_error: BaseException | None = None
+    for record in _unique(records):
+        try:
+            getattr(record, hook)()
+        except Exception as exc:  # the transaction has ended; finish the others first
+            log.exception("%s hook of %r failed", hook, record)
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+
+
+class Transaction:
+    """A transaction on one connection; usable as a context manager or decorator.
+
+    Nested on the same connection it becomes a savepoint. An exception rolls
+    back and propagates.
+    """
+
+    def __init__(self, connection: Connection | str | None = None, *,
+                 isolation_level: str | None = None) -> None:
+        if connection is None or isinstance(connection, str):
+            connection = get_connection(connection or "default")
+        if not isinstance(connection, Connection):
+            raise ConfigurationError(
+                f"Transaction() takes a Connection or a connection name, not {connection!r}"
+            )
+        if isolation_level is not None:
+            isolation_level = isolation_level.upper().replace("_", " ")
+            if isolation_level not in _ISOLATION_LEVELS:
+                raise ConfigurationError(
+                    f"unknown isolation level {isolation_level!r}; "
+                    f"expected one of {sorted(_ISOLATION_LEVELS)}"
+                )
+        self.connection = connection
+        self.isolation_level = isolation_level
+        self._frame: Frame | None = None
+        self._token: Token[Mapping[str, Frame]] | None = None
+
+    def __enter__(self) -> Transaction:
+        if self._frame is not None:
+            raise ARError("this Transaction is already open; create a new one to nest")
+        name = self.connection.name
+        parent = current_frame(name)
+        if parent is None:
+            sa_conn = self.connection.engine.connect()
+            try:
+                if self.isolation_level:
+                    sa_conn.execution_options(isolation_level=self.isolation_level)
+                sa_tx: Any = sa_conn.begin()
+            except BaseException:
+                sa_conn.close()
+                raise
+        else:
+            if self.isolation_level:
+                raise ConfigurationError(
+                    "isolation_level can only be set on the outermost transaction"
+                )
+            sa_conn = parent.sa_conn
+            sa_tx = sa_conn.begin_nested()
+        self._frame = Frame(self.connection, sa_conn, sa_tx, parent)
+        self._token = _frames.set({**_frames.get(), name: self._frame})
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        frame, token = self._frame, self._token
+        assert frame is not None and token is not None
+        self._frame = self._token = None
+        try:
+            if exc_type is None:
+                frame.sa_tx.commit()
+            else:
+                frame.sa_tx.rollback()
+        except BaseException:
+            # a failed COMMIT (e.g. a deferred constraint) rolled everything back
+            _frames.reset(token)
+            if frame.parent is None:
+                frame.sa_conn.close()
+            _run_hooks(frame.records, "after_rollback")
+            raise
+        finally:
+            if _frames.get().get(self.connection.name) is frame:
+                _frames.reset(token)
+        if frame.parent is None:
+            frame.sa_conn.close()
+        if exc_type is not None:
+            _run_hooks(frame.records, "after_rollback")
+        elif frame.parent is not None:
+            frame.parent.records.extend(frame.records)   # only the outermost commit is real
+        else:
+            _run_hooks(frame.records, "after_commit")
+
+    def __call__(self, func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with Transaction(self.connection, isolation_level=self.isolation_level):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    @property
+    def sa_connection(self) -> sa.Connection:
+        """The SQLAlchemy Connection of the open block (for Core statements)."""
+        if self._frame is None:
+            raise ARError("the transaction is not open")
+        return self._frame.sa_conn
+
+    def __repr__(self) -> str:
+        state = "open" if self._frame else "closed"
+        return f"<Transaction {self.connection.name!r} {state}>"
+
+
+@contextmanager
+def atomic(connection: Connection) -> Iterator[Frame]:
+    """Join the open transaction on ``connection``, or run in a new one."""
+    if connection.read_only:
+        raise ReadOnlyError(f"connection {connection.name!r} is read-only; nothing was written")
+    frame = current_frame(connection.name)
+    if frame is not None:
+        yield frame
+        return
+    with Transaction(connection) as tx:
+        assert tx._frame is not None
+        yield tx._frame
+
+
+@contextmanager
+def reading(connection: Connection) -> Iterator[sa.Connection]:
+    """A SQLAlchemy Connection for a read: the open transaction's, or a pooled one."""
+    frame = current_frame(connection.name)
+    if frame is not None:
+        yield frame.sa_conn
+        return
+    with connection.engine.connect() as sa_conn:
+        yield sa_conn
