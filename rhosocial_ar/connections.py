@@ -87,7 +87,7 @@ def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, b
             raise ConfigurationError(f"connection {name!r}: {clash!r} cannot be combined with 'url'")
         try:
             url = sa.make_url(config["url"])
-        except ArgumentError:
+        except (ArgumentError, ValueError, TypeError):
             # the message would echo the URL, password included
             raise ConfigurationError(f"connection {name!r}: 'url' is not a valid URL") from None
     else:

@@ -42,8 +42,12 @@ class ModelMeta:
                        self.created_column, self.updated_column):
             if marker is not None and marker not in self.name_set:
                 raise ConfigurationError(f"{model.__name__}: mixin column {marker!r} is missing")
+        # columns the library itself writes during save; restored on rollback
+        self.bookkeeping = frozenset(
+            n for n in (*self.pk_names, self.lock_column, self.created_column,
+                        self.updated_column, self.soft_delete_column) if n
+        )
         self.query_cache: dict[Any, Any] = {}
-        self._processors: dict[Any, dict[str, Any]] = {}
         self._adapters: dict[str, TypeAdapter[Any]] = {}
 
     # -- checks -------------------------------------------------------------
@@ -73,17 +77,10 @@ class ModelMeta:
             adapter = self._adapters[name] = TypeAdapter(annotation)
         return adapter.validate_python(value)
 
-    def result_processors(self, dialect: Any) -> dict[str, Any]:
-        """Column name -> the dialect's result processor (for rows of raw SQL)."""
-        found = self._processors.get(dialect)
-        if found is None:
-            found = {}
-            for column in self.table.c:
-                processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
-                if processor is not None:
-                    found[column.key] = processor
-            self._processors[dialect] = found
-        return found
+    @cached_property
+    def column_types(self) -> dict[str, Any]:
+        """Column name -> type, to type the results of raw SQL by name."""
+        return {c.key: c.type for c in self.table.c}
 
     # -- prebuilt statements ------------------------------------------------
 

@@ -218,17 +218,13 @@ class ActiveRecord(BaseModel):
             values = () if params is None else tuple(params) if isinstance(
                 params, list | tuple) else (params,)
             clause, bound = _fragment(sql, values, "raw")
-        name = routing.connection_name_for(cls)
-        conn = routing.get_connection(name)
         meta = cls.__ar_meta__
-        with reading(conn) as sa_conn:
-            result = sa_conn.execute(clause, bound)
+        typed = clause.columns(**meta.column_types)  # text() results are untyped otherwise
+        name = routing.connection_name_for(cls)
+        with reading(routing.get_connection(name)) as sa_conn:
+            result = sa_conn.execute(typed, bound)
             keys = [k for k in result.keys() if k in meta.name_set]
-            mappings = result.mappings().all()
-        # text() results carry no column types; apply the table's conversions
-        processors = meta.result_processors(conn.dialect)
-        convert = [(k, processors.get(k)) for k in keys]
-        rows = [tuple(p(m[k]) if p else m[k] for k, p in convert) for m in mappings]
+            rows = [tuple(m[k] for k in keys) for m in result.mappings()]
         return cls._ar_load_many(keys, rows, name)
 
     @classmethod
@@ -378,6 +374,7 @@ class ActiveRecord(BaseModel):
         cls = type(self)
         meta = cls.__ar_meta__
         conn = self._connection()
+        before = self._ar_state()
         now = _now()
         for stamp in (meta.created_column, meta.updated_column):
             if stamp and self.__dict__.get(stamp) is None:
@@ -389,6 +386,7 @@ class ActiveRecord(BaseModel):
             if values.get(pk) is None:
                 values.pop(pk, None)
         with atomic(conn) as frame:
+            frame.enlist(self, before)
             result = frame.sa_conn.execute(meta.insert_stmt, values)
             for pk, value in zip(meta.pk_names, result.inserted_primary_key or (), strict=False):
                 if value is not None:
@@ -396,7 +394,6 @@ class ActiveRecord(BaseModel):
             self._mark_saved(conn.name)
             self.after_create()
             self.after_save()
-            frame.enlist(self)
         return 1
 
     def _update(self) -> int:
@@ -408,6 +405,7 @@ class ActiveRecord(BaseModel):
         saved: dict[str, Any] = self.__pydantic_private__["_ar_saved"]  # type: ignore[index]
         pks = meta.require_pk("update")
         params = self._pk_params(saved, "update")
+        before = self._ar_state()
         if meta.updated_column and meta.updated_column not in changes:
             changes[meta.updated_column] = self.__dict__[meta.updated_column] = _now()
         stmt = meta.update_stmt
@@ -418,9 +416,9 @@ class ActiveRecord(BaseModel):
         params.update(changes)
         conn = self._connection()
         with atomic(conn) as frame:
+            frame.enlist(self, before)
             count = frame.sa_conn.execute(stmt, params).rowcount
             if meta.lock_column and count == 0:
-                self.__dict__[meta.lock_column] = saved[meta.lock_column]
                 raise StaleObjectError(
                     f"{cls.__name__} {self._pk_text(saved, pks)} was changed or deleted by "
                     f"someone else since it was loaded (version {saved[meta.lock_column]})"
@@ -428,7 +426,6 @@ class ActiveRecord(BaseModel):
             self._mark_saved(conn.name)
             self.after_update()
             self.after_save()
-            frame.enlist(self)
         return int(count)
 
     def _pk_params(self, saved: dict[str, Any], action: str) -> dict[str, Any]:
@@ -440,6 +437,24 @@ class ActiveRecord(BaseModel):
     @staticmethod
     def _pk_text(saved: dict[str, Any], pks: Sequence[str]) -> str:
         return ", ".join(f"{n}={saved[n]!r}" for n in pks)
+
+    def _ar_state(self) -> tuple[Any, ...]:
+        """What a rollback must put back: persisted state and bookkeeping columns."""
+        private = self.__pydantic_private__
+        assert private is not None
+        meta = type(self).__ar_meta__
+        values = self.__dict__
+        kept = {n: values[n] for n in meta.bookkeeping if n in values}
+        return private["_ar_saved"], private["_ar_origin"], kept, meta.bookkeeping - kept.keys()
+
+    def _ar_restore(self, state: tuple[Any, ...]) -> None:
+        saved, origin, kept, absent = state
+        private = self.__pydantic_private__
+        assert private is not None
+        private["_ar_saved"], private["_ar_origin"] = saved, origin
+        self.__dict__.update(kept)
+        for name in absent:
+            self.__dict__.pop(name, None)
 
     def _mark_saved(self, origin: str) -> None:
         private = self.__pydantic_private__
@@ -474,12 +489,14 @@ class ActiveRecord(BaseModel):
         meta = cls.__ar_meta__
         saved: dict[str, Any] = self.__pydantic_private__["_ar_saved"]  # type: ignore[index]
         params = self._pk_params(saved, "delete")
+        before = self._ar_state()
         stmt = meta.delete_stmt
         if meta.lock_column:
             stmt = meta.locked_delete_stmt
             params["_ar_lock"] = saved[meta.lock_column]
         conn = self._connection()
         with atomic(conn) as frame:
+            frame.enlist(self, before)
             count = frame.sa_conn.execute(stmt, params).rowcount
             if meta.lock_column and count == 0:
                 raise StaleObjectError(
@@ -488,7 +505,6 @@ class ActiveRecord(BaseModel):
                 )
             self.__pydantic_private__["_ar_saved"] = None  # type: ignore[index]
             self.after_destroy()
-            frame.enlist(self)
         return int(count)
 
     def refresh(self: T) -> T:

@@ -133,14 +133,14 @@ def sa_type_for(name: str, annotation: Any, info: FieldInfo) -> Any:
         if issubclass(origin, str):
             return sa.String(_max_length(info) or DEFAULT_STRING_LENGTH)
         if issubclass(origin, dict | list | tuple):
-            return sa.JSON
+            return sa.JSON(none_as_null=True)
         for python_type, column_type in _SCALAR_TYPES:
             if issubclass(origin, python_type):
                 if column_type is sa.Numeric:
                     return _numeric(info)
                 return column_type
     if typing.get_origin(inner) is not None and typing.get_origin(inner) in (dict, list, tuple):
-        return sa.JSON
+        return sa.JSON(none_as_null=True)
     raise ConfigurationError(
         f"field {name!r}: no column type for {annotation!r}; pass Field(sa_type=...)"
     )

@@ -46,10 +46,12 @@ class Frame:
         self.sa_conn = sa_conn
         self.sa_tx = sa_tx
         self.parent = parent
-        self.records: list[Any] = []     # records whose commit hooks wait for us
+        # (record, its state before the write): commit hooks wait for us, and a
+        # rollback puts the state back so the record does not claim a lost row
+        self.records: list[tuple[Any, Any]] = []
 
-    def enlist(self, record: Any) -> None:
-        self.records.append(record)
+    def enlist(self, record: Any, state_before: Any) -> None:
+        self.records.append((record, state_before))
 
 
 _frames: ContextVar[Mapping[str, Frame]] = ContextVar("rhosocial_ar_frames", default={})
@@ -60,15 +62,27 @@ def current_frame(connection_name: str) -> Frame | None:
     return _frames.get().get(connection_name)
 
 
-def _unique(records: list[Any]) -> list[Any]:
+def _unique(entries: list[tuple[Any, Any]]) -> list[Any]:
     seen: set[int] = set()
-    return [r for r in records if id(r) not in seen and not seen.add(id(r))]  # type: ignore[func-returns-value]
+    unique = []
+    for record, _ in entries:
+        if id(record) not in seen:
+            seen.add(id(record))
+            unique.append(record)
+    return unique
 
 
-def _run_hooks(records: list[Any], hook: str) -> None:
+def _rolled_back(entries: list[tuple[Any, Any]]) -> None:
+    # newest first, so a record written twice ends with its oldest state
+    for record, state_before in reversed(entries):
+        record._ar_restore(state_before)
+    _run_hooks(entries, "after_rollback")
+
+
+def _run_hooks(entries: list[tuple[Any, Any]], hook: str) -> None:
     """Run a commit hook on every record; the first error is raised after all ran."""
     first_error: BaseException | None = None
-    for record in _unique(records):
+    for record in _unique(entries):
         try:
             getattr(record, hook)()
         except Exception as exc:  # the transaction has ended; finish the others first
@@ -144,7 +158,7 @@ class Transaction:
             _frames.reset(token)
             if frame.parent is None:
                 frame.sa_conn.close()
-            _run_hooks(frame.records, "after_rollback")
+            _rolled_back(frame.records)
             raise
         finally:
             if _frames.get().get(self.connection.name) is frame:
@@ -152,7 +166,7 @@ class Transaction:
         if frame.parent is None:
             frame.sa_conn.close()
         if exc_type is not None:
-            _run_hooks(frame.records, "after_rollback")
+            _rolled_back(frame.records)
         elif frame.parent is not None:
             frame.parent.records.extend(frame.records)   # only the outermost commit is real
         else:

@@ -1,0 +1,416 @@
+"""``rhosocial-ar demo``: the Chinook music store split over two databases.
+
+    $ rhosocial-ar demo                       # two SQLite files in ./demo_data
+    $ rhosocial-ar demo --catalog-url postgresql+psycopg2://root@127.0.0.1/demo_catalog \\
+                       --sales-url mysql+pymysql://root@127.0.0.1/demo_sales
+
+    >>> from rhosocial_ar.cli import main
+    >>> main(['demo', '--dir', '/tmp/ar-demo'])
+    0
+
+The catalogue (artists, albums, genres, media types, tracks) lives on the
+``catalog`` connection and the sales (customers, invoices, invoice lines) on
+``sales``. The source file is opened as a third, read-only connection
+``chinook``; rows come out with ``raw_query`` and go in with ``bulk_insert``.
+The per-artist sales summary is computed from both databases in Python (no
+SQL statement can span two connections) and written with upserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+
+from . import ActiveRecord, ConnectionManager, Field, RecordNotFound, Transaction, get_connection
+from .cli import CommandError
+
+__all__ = ["Album", "Artist", "ArtistSales", "Customer", "Genre", "Invoice", "InvoiceLine",
+           "MediaType", "Track", "find_chinook", "run"]
+
+CHINOOK_FILE = Path("shared", "data", "chinook", "Chinook_Sqlite.sqlite")
+
+
+def money(**kwargs: Any) -> Any:
+    """A NUMERIC(10,2) field for amounts of money."""
+    return Field(max_digits=10, decimal_places=2, **kwargs)
+
+
+def key() -> Any:
+    """A primary key whose values come from the source (no auto-increment)."""
+    return Field(primary_key=True, autoincrement=False)
+
+
+# -- the catalogue, on the 'catalog' connection ---------------------------------
+
+class Artist(ActiveRecord):
+    __table_name__ = "artists"
+    __connection__ = "catalog"
+    __chinook__: ClassVar[str] = "Artist"
+    artist_id: int = key()
+    name: str | None = Field(None, max_length=120)
+
+
+class Album(ActiveRecord):
+    __table_name__ = "albums"
+    __connection__ = "catalog"
+    __chinook__: ClassVar[str] = "Album"
+    album_id: int = key()
+    title: str = Field(max_length=160)
+    artist_id: int = Field(index=True)
+
+
+class Genre(ActiveRecord):
+    __table_name__ = "genres"
+    __connection__ = "catalog"
+    __chinook__: ClassVar[str] = "Genre"
+    genre_id: int = key()
+    name: str | None = Field(None, max_length=120)
+
+
+class MediaType(ActiveRecord):
+    __table_name__ = "media_types"
+    __connection__ = "catalog"
+    __chinook__: ClassVar[str] = "MediaType"
+    media_type_id: int = key()
+    name: str | None = Field(None, max_length=120)
+
+
+class Track(ActiveRecord):
+    __table_name__ = "tracks"
+    __connection__ = "catalog"
+    __chinook__: ClassVar[str] = "Track"
+    track_id: int = key()
+    name: str = Field(max_length=200)
+    album_id: int | None = Field(None, index=True)
+    media_type_id: int
+    genre_id: int | None = Field(None, index=True)
+    composer: str | None = Field(None, max_length=220)
+    milliseconds: int
+    bytes: int | None = None
+    unit_price: Decimal = money()
+
+
+# -- the sales, on the 'sales' connection ---------------------------------------
+
+class Customer(ActiveRecord):
+    __table_name__ = "customers"
+    __connection__ = "sales"
+    __chinook__: ClassVar[str] = "Customer"
+    customer_id: int = key()
+    first_name: str = Field(max_length=40)
+    last_name: str = Field(max_length=20)
+    company: str | None = Field(None, max_length=80)
+    city: str | None = Field(None, max_length=40)
+    country: str | None = Field(None, max_length=40)
+    email: str = Field(max_length=60)
+
+
+class Invoice(ActiveRecord):
+    __table_name__ = "invoices"
+    __connection__ = "sales"
+    __chinook__: ClassVar[str] = "Invoice"
+    invoice_id: int = key()
+    customer_id: int = Field(index=True)
+    invoice_date: datetime.datetime
+    billing_city: str | None = Field(None, max_length=40)
+    billing_country: str | None = Field(None, max_length=40)
+    total: Decimal = money()
+
+
+class InvoiceLine(ActiveRecord):
+    __table_name__ = "invoice_lines"
+    __connection__ = "sales"
+    __chinook__: ClassVar[str] = "InvoiceLine"
+    invoice_line_id: int = key()
+    invoice_id: int = Field(index=True)
+    track_id: int = Field(index=True)     # a track in the *other* database
+    unit_price: Decimal = money()
+    quantity: int
+
+
+class ArtistSales(ActiveRecord):
+    """Per-artist sales, computed from both databases; refreshed by upserts."""
+
+    __table_name__ = "artist_sales"
+    __connection__ = "sales"
+    artist_id: int = key()
+    name: str | None = Field(None, max_length=120)
+    tracks_sold: int
+    revenue: Decimal = Field(max_digits=12, decimal_places=2)
+
+
+CATALOG: list[type[ActiveRecord]] = [Artist, Album, Genre, MediaType, Track]
+SALES: list[type[ActiveRecord]] = [Customer, Invoice, InvoiceLine]
+ALL_MODELS: list[type[ActiveRecord]] = [*CATALOG, *SALES, ArtistSales]
+
+
+class _Undo(Exception):
+    """Raised inside a savepoint to roll it back on purpose."""
+
+
+# -- setting up -------------------------------------------------------------------
+
+def find_chinook(explicit: Path | None) -> Path:
+    """The Chinook file: ``explicit``, else ``../shared/data/chinook/`` beside the repo or cwd."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise CommandError(f"Chinook database not found at {explicit}")
+        return explicit
+    repo = Path(__file__).resolve().parent.parent
+    candidates = [repo.parent / CHINOOK_FILE, Path.cwd().parent / CHINOOK_FILE]
+    for path in candidates:
+        if path.is_file():
+            return path
+    looked = ", ".join(dict.fromkeys(str(p) for p in candidates))
+    raise CommandError(f"Chinook database not found (looked at {looked}); pass --chinook PATH")
+
+
+def configure(args: argparse.Namespace, chinook: Path) -> dict[str, str]:
+    """Configure 'catalog', 'sales' and the read-only 'chinook'; return the URLs shown."""
+    urls = {}
+    for name in ("catalog", "sales"):
+        url = getattr(args, f"{name}_url")
+        if url is None:
+            args.dir.mkdir(parents=True, exist_ok=True)
+            path = args.dir / f"{name}.db"
+            path.unlink(missing_ok=True)
+            url = f"sqlite:///{path}"
+        urls[name] = url
+    source = f"sqlite:///file:{chinook.resolve()}?mode=ro&uri=true"
+    ConnectionManager.configure({
+        "catalog": {"url": urls["catalog"]},
+        "sales": {"url": urls["sales"]},
+        "chinook": {"url": source, "read_only": True},
+    })
+    return {name: get_connection(name).engine.url.render_as_string(hide_password=True)
+            for name in ("catalog", "sales")}
+
+
+def source_sql(model: type[ActiveRecord]) -> str:
+    """The SELECT that reads a model's rows from the Chinook table (``ArtistId AS artist_id``)."""
+    columns = ", ".join(
+        f'"{"".join(part.capitalize() for part in name.split("_"))}" AS {name}'
+        for name in model.model_fields
+    )
+    return f'SELECT {columns} FROM "{model.__chinook__}"'  # type: ignore[attr-defined]
+
+
+def load(models: Iterable[type[ActiveRecord]], connection: str) -> tuple[dict[str, int], float]:
+    """Copy the models' Chinook tables into ``connection`` in one transaction."""
+    started = time.perf_counter()
+    counts = {}
+    with Transaction(connection):
+        for model in models:
+            with model.using_connection("chinook"):
+                rows = model.raw_query(source_sql(model))
+            counts[model.__table__.name] = model.bulk_insert(rows)
+    return counts, time.perf_counter() - started
+
+
+def show(label: str, text: str) -> None:
+    """Print one line of the tour."""
+    print(f"  {label:<23}{text}")
+
+
+def minutes(ms: int) -> str:
+    """``1568000`` -> ``'26:08'``."""
+    return f"{ms // 60000}:{ms // 1000 % 60:02d}"
+
+
+# -- the tour -------------------------------------------------------------------
+
+def tour_queries() -> None:
+    """where/order_by/limit, to_sql, find/find_by, pluck, count/sum, select and batch."""
+    rock = Genre.find_by(name="Rock")
+    assert rock is not None
+    longest = Track.where(genre_id=rock.genre_id).order_by("-milliseconds").limit(3)
+    show("where/order/limit", "longest Rock tracks: " + "; ".join(
+        f"{t.name} {minutes(t.milliseconds)}" for t in longest.all()))
+    dialect = get_connection("catalog").dialect.name
+    show(f"to_sql ({dialect})", " ".join(longest.to_sql().split()))
+
+    zeppelin = Artist.find_by(name="Led Zeppelin")
+    assert zeppelin is not None
+    show("find_by / find", f"Led Zeppelin is artist {zeppelin.artist_id}; "
+         f"find(1) -> {Artist.find(1).name}")
+    try:
+        Artist.find(99999)
+    except RecordNotFound as exc:
+        show("find (missing)", f"RecordNotFound: {exc}")
+
+    genres = Genre.order_by("genre_id").pluck("name")
+    show("pluck", f"{len(genres)} genres: {', '.join(genres[:5])}, ...")
+    long_tracks = Track.where("milliseconds > ?", 10 * 60000).count()
+    show("count / sum", f"{Track.count()} tracks, {Track.where(genre_id=rock.genre_id).count()} "
+         f"Rock, {long_tracks} over 10 min; {Invoice.count()} invoices total "
+         f"{Invoice.sum('total')}")
+    pricey = Track.where(Track.c.unit_price > Decimal("1")).count()
+    show("column expression", f"{pricey} tracks cost more than 1.00 (videos)")
+
+    brazil = Customer.select("first_name", "last_name", "city").where(country="Brazil")
+    first = brazil.first()
+    assert first is not None
+    show("select (partial)", f"{brazil.count()} customers in Brazil, first loaded as "
+         f"{first.to_dict()}")
+
+    sizes, quantity = [], 0
+    for batch in InvoiceLine.batch(1000):
+        sizes.append(len(batch))
+        quantity += sum(line.quantity for line in batch)
+    show("batch(1000)", f"invoice_lines in {len(sizes)} batches {sizes}, {quantity} items sold")
+
+
+def artist_summary(track_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Sales per artist: invoice lines (sales) joined in Python to tracks and albums (catalog)."""
+    album_artist = dict(Album.pluck("album_id", "artist_id"))
+    track_query = Track.query() if track_ids is None else Track.where(track_id=track_ids)
+    track_artist = {t: album_artist[a] for t, a in track_query.pluck("track_id", "album_id")}
+    names = dict(Artist.pluck("artist_id", "name"))
+    sold: dict[int, int] = defaultdict(int)
+    revenue: dict[int, Decimal] = defaultdict(Decimal)
+    lines = InvoiceLine.query() if track_ids is None else InvoiceLine.where(track_id=track_ids)
+    for batch in lines.batch(1000):
+        for line in batch:
+            artist = track_artist[line.track_id]
+            sold[artist] += line.quantity
+            revenue[artist] += line.unit_price * line.quantity
+    return [{"artist_id": a, "name": names[a], "tracks_sold": sold[a], "revenue": revenue[a]}
+            for a in sorted(sold)]
+
+
+def tour_summary() -> None:
+    """Compute the per-artist summary from both databases and upsert it twice."""
+    started = time.perf_counter()
+    rows = artist_summary()
+    written = ArtistSales.bulk_insert_or_update(rows, conflict_keys=["artist_id"])
+    top = ArtistSales.order_by("-revenue").first()
+    assert top is not None
+    show("bulk_insert_or_update", f"{written} artists with sales in "
+         f"{time.perf_counter() - started:.2f} s; top: {top.name} {top.revenue} "
+         f"({top.tracks_sold} tracks)")
+    again = ArtistSales.bulk_insert_or_update(rows, conflict_keys=["artist_id"])
+    show("rerun", f"{again} rows upserted again, still {ArtistSales.count()} rows")
+
+
+def tour_transaction() -> tuple[int, list[int]]:
+    """A new sale in a transaction on 'sales', with a savepoint that is rolled back."""
+    customer = Customer.find(1)
+    acdc = Artist.find_by(name="AC/DC")
+    assert acdc is not None
+    albums = Album.where(artist_id=acdc.artist_id).pluck("album_id")
+    tracks = Track.where(album_id=albums).order_by("track_id").limit(2).all()
+    latest = Invoice.order_by("-invoice_date").first()
+    assert latest is not None
+    with Invoice.transaction():
+        invoice = Invoice.create(
+            invoice_id=Invoice.query().max("invoice_id") + 1,
+            customer_id=customer.customer_id,
+            invoice_date=latest.invoice_date + datetime.timedelta(days=1),
+            billing_city=customer.city, billing_country=customer.country,
+            total=sum((t.unit_price for t in tracks), Decimal(0)),
+        )
+        next_line = InvoiceLine.query().max("invoice_line_id") + 1
+        InvoiceLine.bulk_insert([
+            {"invoice_line_id": next_line + i, "invoice_id": invoice.invoice_id,
+             "track_id": t.track_id, "unit_price": t.unit_price, "quantity": 1}
+            for i, t in enumerate(tracks)
+        ])
+        who = f"{customer.first_name} {customer.last_name}"
+        show("transaction (sales)", f"invoice {invoice.invoice_id} for {who}: "
+             f"{len(tracks)} AC/DC tracks, {invoice.total}")
+        mine = Invoice.where(customer_id=customer.customer_id)
+        try:
+            with Invoice.transaction():     # nested: a SAVEPOINT
+                older = mine.where("invoice_id < ?", invoice.invoice_id).pluck("invoice_id")
+                InvoiceLine.where(invoice_id=older).delete()
+                deleted = Invoice.where(invoice_id=older).delete()
+                left = mine.count()
+                raise _Undo
+        except _Undo:
+            pass
+        show("savepoint rolled back", f"deleted {deleted} older invoices of {who} "
+             f"({left} left), rolled back: {mine.count()} again")
+    show("committed", f"{Invoice.count()} invoices total {Invoice.sum('total')}")
+    return acdc.artist_id, [t.track_id for t in tracks]
+
+
+def tour_upsert(artist_id: int) -> None:
+    """Refresh one artist's summary row with insert_or_update; check it against invoices."""
+    before = ArtistSales.find(artist_id)
+    track_ids = Track.where(album_id=Album.where(artist_id=artist_id).pluck("album_id")) \
+        .pluck("track_id")
+    (row,) = artist_summary(track_ids)
+    ArtistSales.insert_or_update(row, conflict_keys=["artist_id"])
+    after = ArtistSales.find(artist_id)
+    show("insert_or_update", f"{after.name}: {before.tracks_sold} -> {after.tracks_sold} "
+         f"tracks sold, {before.revenue} -> {after.revenue}; still {ArtistSales.count()} rows")
+    revenue, total = ArtistSales.sum("revenue"), Invoice.sum("total")
+    verdict = "match" if revenue == total else "DIFFER"
+    show("check", f"artist_sales revenue {revenue}, invoices total {total}: {verdict}")
+    if revenue != total:
+        raise CommandError(f"the summary does not add up: {revenue} != {total}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the whole tour; returns 0."""
+    started = time.perf_counter()
+    chinook = find_chinook(args.chinook)
+    try:
+        urls = configure(args, chinook)
+        print("rhosocial-ar demo: the Chinook store split over two databases")
+        for name, url in urls.items():
+            show(name, url)
+        show("chinook (read-only)", str(chinook))
+        for model in reversed(ALL_MODELS):
+            model.drop_table()
+        for model in ALL_MODELS:
+            model.create_table()
+        print("load: raw_query from 'chinook', bulk_insert, one transaction per side")
+        total_rows = 0
+        for name, models in (("catalog", CATALOG), ("sales", SALES)):
+            counts, seconds = load(models, name)
+            total_rows += sum(counts.values())
+            show(name, ", ".join(f"{t} {n}" for t, n in counts.items())
+                 + f": {sum(counts.values())} rows in {seconds:.2f} s")
+        print("queries")
+        tour_queries()
+        print("upserts: a per-artist summary in 'sales' computed from both databases")
+        tour_summary()
+        print("a sale: a transaction on 'sales' with a savepoint")
+        artist_id, _ = tour_transaction()
+        tour_upsert(artist_id)
+        if args.drop:
+            for model in reversed(ALL_MODELS):
+                model.drop_table()
+        kept = "tables dropped" if args.drop else "tables kept"
+        print(f"done: {total_rows} rows loaded, {time.perf_counter() - started:.2f} s, {kept}")
+        return 0
+    finally:
+        for name in ("catalog", "sales", "chinook"):
+            _dispose(name)
+
+
+def _dispose(name: str) -> None:
+    """Close a demo connection's pooled connections, if it was configured."""
+    if name in ConnectionManager.names():
+        get_connection(name).dispose()
+
+
+def source_counts(chinook: Path) -> dict[str, int]:
+    """Row counts of the Chinook tables, read straight from the file (for checks)."""
+    engine = sa.create_engine(f"sqlite:///file:{chinook.resolve()}?mode=ro&uri=true")
+    try:
+        with engine.connect() as conn:
+            return {m.__chinook__: conn.exec_driver_sql(  # type: ignore[attr-defined]
+                f'SELECT COUNT(*) FROM "{m.__chinook__}"').scalar_one()  # type: ignore[attr-defined]
+                for m in [*CATALOG, *SALES]}
+    finally:
+        engine.dispose()

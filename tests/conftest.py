@@ -1,0 +1,145 @@
+"""Test backends: every test that takes ``db`` runs on SQLite, PostgreSQL and MariaDB.
+
+Server URLs come from RHOSOCIAL_AR_PG_URL / RHOSOCIAL_AR_MYSQL_URL (and *_URL2
+for a second database). An unreachable server skips its tests loudly on a
+laptop and fails them under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from rhosocial_ar import ConnectionManager
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+SERVER_URLS = {
+    "postgresql": (
+        os.environ.get("RHOSOCIAL_AR_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/rhosocial_ar_test"),
+        os.environ.get("RHOSOCIAL_AR_PG_URL2", "postgresql+psycopg2://root@127.0.0.1:5432/rhosocial_ar_test2"),
+    ),
+    "mysql": (
+        os.environ.get("RHOSOCIAL_AR_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/rhosocial_ar_test"),
+        os.environ.get("RHOSOCIAL_AR_MYSQL_URL2", "mysql+pymysql://root@127.0.0.1:3306/rhosocial_ar_test2"),
+    ),
+}
+BACKENDS = ["sqlite", "postgresql", "mysql"]
+
+_server_state: dict[str, str | None] = {}
+
+
+def _ensure_database(url: sa.URL) -> None:
+    """Create the test database if the server has none of that name."""
+    admin_db = "test" if url.get_backend_name() == "mysql" else "postgres"
+    admin = sa.create_engine(url.set(database=admin_db), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if url.get_backend_name() == "mysql":
+                conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+            else:
+                found = conn.exec_driver_sql(
+                    "SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": url.database}
+                ).first()
+                if not found:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{url.database}"')
+    finally:
+        admin.dispose()
+
+
+def server_problem(backend: str) -> str | None:
+    """None when the backend's server is reachable (checked once per session)."""
+    if backend == "sqlite":
+        return None
+    if backend not in _server_state:
+        problem = None
+        for raw in SERVER_URLS[backend]:
+            url = sa.make_url(raw)
+            try:
+                _ensure_database(url)
+                engine = sa.create_engine(url)
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                engine.dispose()
+            except Exception as exc:  # any failure means "no server": reported below
+                problem = f"{backend} at {url.render_as_string(hide_password=True)}: {exc}"
+                break
+        _server_state[backend] = problem
+    return _server_state[backend]
+
+
+def require_backend(backend: str) -> None:
+    problem = server_problem(backend)
+    if problem is None:
+        return
+    message = f"DATABASE SERVER UNREACHABLE, tests on it did not run: {problem}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    warnings.warn(message, stacklevel=2)
+    pytest.skip(message)
+
+
+def _wipe(url: str | sa.URL) -> None:
+    engine = sa.create_engine(url)
+    try:
+        metadata = sa.MetaData()
+        metadata.reflect(engine)
+        metadata.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Backend:
+    """The databases one test runs against."""
+
+    name: str
+    urls: tuple[str, str]
+
+    def config(self, which: int = 0) -> dict[str, Any]:
+        return {"url": self.urls[which]}
+
+    @property
+    def is_server(self) -> bool:
+        return self.name != "sqlite"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
+    """One of the three backends, with two empty databases."""
+    name = request.param
+    marker = request.node.get_closest_marker("backends")
+    if marker is not None and name not in marker.args:
+        pytest.skip(f"not applicable on {name}")
+    require_backend(name)
+    if name == "sqlite":
+        urls = (f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}")
+    else:
+        urls = SERVER_URLS[name]
+        for url in urls:
+            _wipe(url)
+    yield Backend(name, urls)
+
+
+@pytest.fixture
+def db(backend: Backend) -> Iterator[Backend]:
+    """``default`` and ``secondary`` connections configured on the backend."""
+    ConnectionManager.reset()
+    ConnectionManager.configure({"default": backend.config(0), "secondary": backend.config(1)})
+    try:
+        yield backend
+    finally:
+        ConnectionManager.reset()
+
+
+def make_tables(*models: Any) -> None:
+    """Create fresh tables for models on their own connections."""
+    for model in models:
+        model.drop_table()
+        model.create_table()
