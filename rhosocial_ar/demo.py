@@ -3,10 +3,7 @@
     $ rhosocial-ar demo                       # two SQLite files in ./demo_data
     $ rhosocial-ar demo --catalog-url postgresql+psycopg2://root@127.0.0.1/demo_catalog \\
                        --sales-url mysql+pymysql://root@127.0.0.1/demo_sales
-
-    >>> from rhosocial_ar.cli import main
-    >>> main(['demo', '--dir', '/tmp/ar-demo'])
-    0
+    $ python -c "from rhosocial_ar.cli import main; main(['demo', '--dir', '/tmp/ar-demo'])"
 
 The catalogue (artists, albums, genres, media types, tracks) lives on the
 ``catalog`` connection and the sales (customers, invoices, invoice lines) on
@@ -30,7 +27,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from . import ActiveRecord, ConnectionManager, Field, RecordNotFound, Transaction, get_connection
-from .cli import CommandError
+from .cli import CommandError, describe_error
 
 __all__ = ["Album", "Artist", "ArtistSales", "Customer", "Genre", "Invoice", "InvoiceLine",
            "MediaType", "Track", "find_chinook", "run"]
@@ -194,6 +191,15 @@ def configure(args: argparse.Namespace, chinook: Path) -> dict[str, str]:
             for name in ("catalog", "sales")}
 
 
+def check_reachable(name: str, url: str) -> None:
+    """Open one connection to ``name`` so that a dead server fails with a clear line."""
+    try:
+        with get_connection(name).engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        raise CommandError(f"cannot open {name!r} at {url}: {describe_error(exc)}") from exc
+
+
 def source_sql(model: type[ActiveRecord]) -> str:
     """The SELECT that reads a model's rows from the Chinook table (``ArtistId AS artist_id``)."""
     columns = ", ".join(
@@ -220,11 +226,6 @@ def show(label: str, text: str) -> None:
     print(f"  {label:<23}{text}")
 
 
-def minutes(ms: int) -> str:
-    """``1568000`` -> ``'26:08'``."""
-    return f"{ms // 60000}:{ms // 1000 % 60:02d}"
-
-
 # -- the tour -------------------------------------------------------------------
 
 def tour_queries() -> None:
@@ -233,7 +234,8 @@ def tour_queries() -> None:
     assert rock is not None
     longest = Track.where(genre_id=rock.genre_id).order_by("-milliseconds").limit(3)
     show("where/order/limit", "longest Rock tracks: " + "; ".join(
-        f"{t.name} {minutes(t.milliseconds)}" for t in longest.all()))
+        f"{t.name} {t.milliseconds // 60000}:{t.milliseconds // 1000 % 60:02d}"
+        for t in longest.all()))
     dialect = get_connection("catalog").dialect.name
     show(f"to_sql ({dialect})", " ".join(longest.to_sql().split()))
 
@@ -300,8 +302,11 @@ def tour_summary() -> None:
     show("rerun", f"{again} rows upserted again, still {ArtistSales.count()} rows")
 
 
-def tour_transaction() -> tuple[int, list[int]]:
-    """A new sale in a transaction on 'sales', with a savepoint that is rolled back."""
+def tour_transaction() -> int:
+    """A new sale in a transaction on 'sales', with a savepoint that is rolled back.
+
+    Returns the artist whose tracks were sold.
+    """
     customer = Customer.find(1)
     acdc = Artist.find_by(name="AC/DC")
     assert acdc is not None
@@ -339,7 +344,7 @@ def tour_transaction() -> tuple[int, list[int]]:
         show("savepoint rolled back", f"deleted {deleted} older invoices of {who} "
              f"({left} left), rolled back: {mine.count()} again")
     show("committed", f"{Invoice.count()} invoices total {Invoice.sum('total')}")
-    return acdc.artist_id, [t.track_id for t in tracks]
+    return acdc.artist_id
 
 
 def tour_upsert(artist_id: int) -> None:
@@ -359,58 +364,47 @@ def tour_upsert(artist_id: int) -> None:
         raise CommandError(f"the summary does not add up: {revenue} != {total}")
 
 
+def setup(args: argparse.Namespace, chinook: Path) -> int:
+    """Configure the connections, recreate the demo tables and load Chinook; returns the rows."""
+    urls = configure(args, chinook)
+    print("rhosocial-ar demo: the Chinook store split over two databases")
+    for name, url in urls.items():
+        show(name, url)
+    show("chinook (read-only)", str(chinook))
+    for name, url in urls.items():
+        check_reachable(name, url)
+    for model in reversed(ALL_MODELS):
+        model.drop_table()
+    for model in ALL_MODELS:
+        model.create_table()
+    print("load: raw_query from 'chinook', bulk_insert, one transaction per side")
+    total = 0
+    for name, models in (("catalog", CATALOG), ("sales", SALES)):
+        counts, seconds = load(models, name)
+        total += sum(counts.values())
+        show(name, ", ".join(f"{t} {n}" for t, n in counts.items())
+             + f": {sum(counts.values())} rows in {seconds:.2f} s")
+    return total
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the whole tour; returns 0."""
+    """Run the whole tour; returns the exit code 0 (failures raise)."""
     started = time.perf_counter()
     chinook = find_chinook(args.chinook)
     try:
-        urls = configure(args, chinook)
-        print("rhosocial-ar demo: the Chinook store split over two databases")
-        for name, url in urls.items():
-            show(name, url)
-        show("chinook (read-only)", str(chinook))
-        for model in reversed(ALL_MODELS):
-            model.drop_table()
-        for model in ALL_MODELS:
-            model.create_table()
-        print("load: raw_query from 'chinook', bulk_insert, one transaction per side")
-        total_rows = 0
-        for name, models in (("catalog", CATALOG), ("sales", SALES)):
-            counts, seconds = load(models, name)
-            total_rows += sum(counts.values())
-            show(name, ", ".join(f"{t} {n}" for t, n in counts.items())
-                 + f": {sum(counts.values())} rows in {seconds:.2f} s")
+        rows = setup(args, chinook)
         print("queries")
         tour_queries()
         print("upserts: a per-artist summary in 'sales' computed from both databases")
         tour_summary()
         print("a sale: a transaction on 'sales' with a savepoint")
-        artist_id, _ = tour_transaction()
-        tour_upsert(artist_id)
+        tour_upsert(tour_transaction())
         if args.drop:
             for model in reversed(ALL_MODELS):
                 model.drop_table()
         kept = "tables dropped" if args.drop else "tables kept"
-        print(f"done: {total_rows} rows loaded, {time.perf_counter() - started:.2f} s, {kept}")
+        print(f"done: {rows} rows loaded, {time.perf_counter() - started:.2f} s, {kept}")
         return 0
     finally:
-        for name in ("catalog", "sales", "chinook"):
-            _dispose(name)
-
-
-def _dispose(name: str) -> None:
-    """Close a demo connection's pooled connections, if it was configured."""
-    if name in ConnectionManager.names():
-        get_connection(name).dispose()
-
-
-def source_counts(chinook: Path) -> dict[str, int]:
-    """Row counts of the Chinook tables, read straight from the file (for checks)."""
-    engine = sa.create_engine(f"sqlite:///file:{chinook.resolve()}?mode=ro&uri=true")
-    try:
-        with engine.connect() as conn:
-            return {m.__chinook__: conn.exec_driver_sql(  # type: ignore[attr-defined]
-                f'SELECT COUNT(*) FROM "{m.__chinook__}"').scalar_one()  # type: ignore[attr-defined]
-                for m in [*CATALOG, *SALES]}
-    finally:
-        engine.dispose()
+        for name in {"catalog", "sales", "chinook"} & set(ConnectionManager.names()):
+            get_connection(name).dispose()   # close files and server sessions

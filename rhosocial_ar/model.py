@@ -223,7 +223,7 @@ class ActiveRecord(BaseModel):
         name = routing.connection_name_for(cls)
         with reading(routing.get_connection(name)) as sa_conn:
             result = sa_conn.execute(typed, bound)
-            keys = [k for k in result.keys() if k in meta.name_set]
+            keys = [k for k in result.keys() if k in meta.name_set]  # noqa: SIM118 (a Result)
             rows = [tuple(m[k] for k in keys) for m in result.mappings()]
         return cls._ar_load_many(keys, rows, name)
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 from .connections import Connection, get_connection
 
 __all__ = ["connection_name_for", "get_connection", "override_for", "resolve", "using_connection"]
 
-_overrides: ContextVar[Mapping[type, str]] = ContextVar("rhosocial_ar_overrides", default={})
+_overrides: ContextVar[Mapping[type, str]] = ContextVar(
+    "rhosocial_ar_overrides", default=MappingProxyType({})
+)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -54,7 +55,9 @@ class Frame:
         self.records.append((record, state_before))
 
 
-_frames: ContextVar[Mapping[str, Frame]] = ContextVar("rhosocial_ar_frames", default={})
+_frames: ContextVar[Mapping[str, Frame]] = ContextVar(
+    "rhosocial_ar_frames", default=MappingProxyType({})
+)
 
 
 def current_frame(connection_name: str) -> Frame | None:

@@ -103,7 +103,6 @@ def test_a_transaction_object_cannot_be_entered_twice(db):
     assert User.count() == 1
 
 
-@pytest.mark.backends("postgresql", "mysql")
 def test_threads_have_their_own_transactions(db):
     make_tables(User)
     inside, done = threading.Event(), threading.Event()
@@ -125,7 +124,7 @@ def test_threads_have_their_own_transactions(db):
     assert User.count() == 1
 
 
-@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.backends("postgresql", "mysql")  # SQLite allows one writer at a time
 def test_asyncio_tasks_have_their_own_transactions(db):
     make_tables(User)
 
