@@ -120,4 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main(), so that `python -m rhosocial_ar.cli` and the
+    # subcommands' modules share one CommandError class
+    from rhosocial_ar.cli import main as _main
+
+    sys.exit(_main())

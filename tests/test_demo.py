@@ -1,0 +1,202 @@
+"""``rhosocial-ar demo`` end to end: in-process, as a command, and on each server.
+
+The figures the demo prints and leaves in its databases are checked against
+the Chinook source file, read with the standard library's sqlite3.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from rhosocial_ar import ConnectionManager
+from rhosocial_ar.cli import main
+from rhosocial_ar.demo import ALL_MODELS, find_chinook
+
+from .conftest import SERVER_URLS, Backend, require_backend
+
+CHINOOK = find_chinook(None)
+
+
+@pytest.fixture(autouse=True)
+def _forget_connections() -> Iterator[None]:
+    """The demo configures 'catalog', 'sales' and 'chinook'; forget them afterwards."""
+    yield
+    ConnectionManager.reset()
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+@pytest.fixture(scope="module")
+def source() -> dict[str, Any]:
+    """What the demo must find: counts and totals computed from the Chinook file itself."""
+    db = sqlite3.connect(f"file:{CHINOOK}?mode=ro", uri=True)
+    try:
+        one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+        totals = [row[0] for row in db.execute("SELECT Total FROM Invoice")]
+        # the demo's new sale: the first two AC/DC tracks, bought by customer 1
+        sale = [row[0] for row in db.execute(
+            "SELECT t.UnitPrice FROM Track t JOIN Album a ON a.AlbumId = t.AlbumId "
+            "JOIN Artist r ON r.ArtistId = a.ArtistId WHERE r.Name = 'AC/DC' "
+            "ORDER BY t.TrackId LIMIT 2")]
+        top = db.execute(
+            "SELECT r.Name, SUM(l.UnitPrice * l.Quantity) AS revenue FROM InvoiceLine l "
+            "JOIN Track t ON t.TrackId = l.TrackId JOIN Album a ON a.AlbumId = t.AlbumId "
+            "JOIN Artist r ON r.ArtistId = a.ArtistId GROUP BY r.ArtistId "
+            "ORDER BY revenue DESC LIMIT 1").fetchone()
+        total = sum((_money(t) for t in totals), Decimal(0))
+        return {
+            "tracks": one("SELECT COUNT(*) FROM Track"),
+            "artists": one("SELECT COUNT(*) FROM Artist"),
+            "invoices": one("SELECT COUNT(*) FROM Invoice"),
+            "lines": one("SELECT COUNT(*) FROM InvoiceLine"),
+            "selling_artists": one(
+                "SELECT COUNT(DISTINCT a.ArtistId) FROM InvoiceLine l "
+                "JOIN Track t ON t.TrackId = l.TrackId JOIN Album a ON a.AlbumId = t.AlbumId"),
+            "total": total,
+            "total_after_sale": total + sum((_money(p) for p in sale), Decimal(0)),
+            "top": (top[0], _money(top[1])),
+        }
+    finally:
+        db.close()
+
+
+def check_output(out: str, source: dict[str, Any]) -> None:
+    """The printed figures are the source's."""
+    assert f"artists {source['artists']}," in out
+    assert f"tracks {source['tracks']}:" in out
+    assert f"invoices {source['invoices']}, invoice_lines {source['lines']}:" in out
+    assert f"{source['invoices']} invoices total {source['total']}" in out
+    assert f"{source['selling_artists']} artists with sales" in out
+    name, revenue = source["top"]
+    assert f"top: {name} {revenue}" in out
+    assert f"{source['invoices'] + 1} invoices total {source['total_after_sale']}" in out
+    assert f"still {source['selling_artists']} rows" in out
+    assert ": match" in out
+    assert out.rstrip().splitlines()[-1].startswith("done: ")
+
+
+def check_databases(catalog_url: str, sales_url: str, source: dict[str, Any]) -> None:
+    """The rows the demo left behind add up, in both databases."""
+    catalog, sales = sa.create_engine(catalog_url), sa.create_engine(sales_url)
+    try:
+        with catalog.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM tracks")).scalar() \
+                == source["tracks"]
+        with sales.connect() as conn:
+            one = lambda sql: conn.execute(sa.text(sql)).scalar()  # noqa: E731
+            assert one("SELECT COUNT(*) FROM invoices") == source["invoices"] + 1
+            assert one("SELECT COUNT(*) FROM invoice_lines") == source["lines"] + 2
+            assert _money(one("SELECT SUM(total) FROM invoices")) == source["total_after_sale"]
+            assert one("SELECT COUNT(*) FROM artist_sales") == source["selling_artists"]
+            assert _money(one("SELECT SUM(revenue) FROM artist_sales")) \
+                == source["total_after_sale"]
+    finally:
+        catalog.dispose()
+        sales.dispose()
+
+
+def drop_demo_tables(*urls: str) -> None:
+    """Leave the shared test databases as other tests expect them: without the demo's tables."""
+    names = [model.__table__.name for model in ALL_MODELS]
+    for url in urls:
+        engine = sa.create_engine(url)
+        try:
+            metadata = sa.MetaData()
+            metadata.reflect(engine, only=lambda name, _meta: name in names)
+            metadata.drop_all(engine)
+        finally:
+            engine.dispose()
+
+
+def test_demo_in_process_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   source: dict[str, Any]) -> None:
+    for _ in range(2):   # the files are recreated, so a second run gives the same figures
+        assert main(["demo", "--dir", str(tmp_path)]) == 0
+        captured = capsys.readouterr()
+        assert captured.err == ""
+        check_output(captured.out, source)
+    check_databases(f"sqlite:///{tmp_path / 'catalog.db'}", f"sqlite:///{tmp_path / 'sales.db'}",
+                    source)
+
+
+def _command() -> list[str]:
+    """The installed console script of this interpreter, else ``python -m``."""
+    script = Path(sys.executable).with_name("rhosocial-ar")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("rhosocial-ar")
+    return [found] if found else [sys.executable, "-m", "rhosocial_ar.cli"]
+
+
+def test_demo_as_a_command(tmp_path: Path, source: dict[str, Any]) -> None:
+    # run from an unrelated directory: the Chinook file is found beside the repository
+    done = subprocess.run([*_command(), "demo", "--dir", "data", "--drop"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    check_output(done.stdout, source)
+    assert "tables dropped" in done.stdout
+    assert (tmp_path / "data" / "catalog.db").is_file()
+
+
+def test_demo_failure_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rhosocial_ar.cli", "demo", "--chinook", str(tmp_path / "nope")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"rhosocial-ar: error: Chinook database not found at {tmp_path / 'nope'}"]
+
+
+def test_unreachable_server_is_one_line(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql+psycopg2://someone:s3cret@127.0.0.1:1/nowhere"
+    assert main(["demo", "--dir", str(tmp_path), "--sales-url", url]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("rhosocial-ar: error: cannot open 'sales' at ")
+    assert "s3cret" not in err and "Traceback" not in err
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_demo_on_server(backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                        source: dict[str, Any]) -> None:
+    catalog_url, sales_url = backend.urls
+    args = ["demo", "--dir", str(tmp_path), "--catalog-url", catalog_url, "--sales-url", sales_url]
+    try:
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        assert captured.err == ""
+        check_output(captured.out, source)
+        assert f"to_sql ({backend.name})" in captured.out
+        assert not list(tmp_path.iterdir())   # nothing went to SQLite
+        check_databases(catalog_url, sales_url, source)
+    finally:
+        drop_demo_tables(catalog_url, sales_url)
+
+
+def test_demo_across_servers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             source: dict[str, Any]) -> None:
+    require_backend("postgresql")
+    require_backend("mysql")
+    catalog_url, sales_url = SERVER_URLS["postgresql"][0], SERVER_URLS["mysql"][1]
+    args = ["demo", "--catalog-url", catalog_url, "--sales-url", sales_url, "--dir", str(tmp_path)]
+    try:
+        assert main(args) == 0
+        check_output(capsys.readouterr().out, source)
+        check_databases(catalog_url, sales_url, source)
+    finally:
+        drop_demo_tables(catalog_url, sales_url)
