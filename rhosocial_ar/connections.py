@@ -96,6 +96,7 @@ def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, b
         except ConfigurationError as exc:
             raise ConfigurationError(f"connection {name!r}: {exc}") from None
     options = {key: config[key] for key in _ENGINE_KEYS if key in config}
+    _check_engine_options(name, options)
     try:
         engine = sa.create_engine(url, **options)
     except (ArgumentError, TypeError) as exc:
@@ -107,6 +108,23 @@ def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, b
             f"connection {name!r}: driver {url.drivername!r} is not installed ({exc.name})"
         ) from None
     return engine, True
+
+
+_NUMBER_KEYS = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle")
+
+
+def _check_engine_options(name: str, options: dict[str, Any]) -> None:
+    """Name the offending key; SQLAlchemy's own errors often do not."""
+    for key in _NUMBER_KEYS:
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigurationError(f"connection {name!r}: {key!r} must be a number, not {value!r}")
+    if "pool_pre_ping" in options and not isinstance(options["pool_pre_ping"], bool):
+        raise ConfigurationError(f"connection {name!r}: 'pool_pre_ping' must be true or false")
+    if "echo" in options and options["echo"] not in (True, False, "debug"):
+        raise ConfigurationError(f"connection {name!r}: 'echo' must be true, false or 'debug'")
+    if "connect_args" in options and not isinstance(options["connect_args"], Mapping):
+        raise ConfigurationError(f"connection {name!r}: 'connect_args' must be a dict")
 
 
 def _safe(message: str, url: sa.URL) -> str:

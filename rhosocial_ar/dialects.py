@@ -107,12 +107,15 @@ def upsert(
     rows: Sequence[dict[str, Any]],
     conflict_keys: Sequence[str],
     update: Sequence[str],
+    increment: str | None = None,
 ) -> sa.Insert:
     """One multi-row INSERT that updates ``update`` columns on a key conflict.
 
     MySQL has no conflict target: ``ON DUPLICATE KEY UPDATE`` fires on any
     unique key, so ``conflict_keys`` must name a unique key there too.
+    ``increment`` names a column (an optimistic-lock version) that an update adds one to.
     """
+    bump = {increment: table.c[increment] + 1} if increment else {}
     name = dialect.name
     if name in ("postgresql", "sqlite"):
         module = postgresql if name == "postgresql" else sqlite
@@ -121,14 +124,17 @@ def upsert(
             return stmt.on_conflict_do_nothing(index_elements=list(conflict_keys))
         return stmt.on_conflict_do_update(
             index_elements=list(conflict_keys),
-            set_={c: stmt.excluded[c] for c in update},
+            set_={**{c: stmt.excluded[c] for c in update}, **bump},
         )
     if name in ("mysql", "mariadb"):
         my = mysql.insert(table).values(list(rows))
         # a no-op assignment keeps "do nothing" one statement without IGNORE,
         # which would also hide unrelated errors
-        targets = update or list(conflict_keys)
-        return my.on_duplicate_key_update({c: my.inserted[c] for c in targets})
+        if not update:
+            targets = {c: my.inserted[c] for c in conflict_keys}
+        else:
+            targets = {**{c: my.inserted[c] for c in update}, **bump}
+        return my.on_duplicate_key_update(targets)
     raise ConfigurationError(f"upserts are not supported on dialect {name!r}")
 
 

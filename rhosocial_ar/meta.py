@@ -42,6 +42,11 @@ class ModelMeta:
                        self.created_column, self.updated_column):
             if marker is not None and marker not in self.name_set:
                 raise ConfigurationError(f"{model.__name__}: mixin column {marker!r} is missing")
+        self.server_defaults = frozenset(
+            c.key for c in self.columns if c.server_default is not None and not c.primary_key
+        )
+        # an INSERT leaves these out when they are None: autoincrement keys, server defaults
+        self.defaulted_by_database = self.server_defaults | frozenset(self.pk_names)
         # columns the library itself writes during save; restored on rollback
         self.bookkeeping = frozenset(
             n for n in (*self.pk_names, self.lock_column, self.created_column,

@@ -139,6 +139,10 @@ class ActiveRecord(BaseModel):
         return Query(cls).limit(count)
 
     @classmethod
+    def offset(cls: type[T], count: int) -> Query[T]:
+        return Query(cls).offset(count)
+
+    @classmethod
     def using(cls: type[T], name: str) -> Query[T]:
         return Query(cls).using(name)
 
@@ -177,6 +181,18 @@ class ActiveRecord(BaseModel):
     @classmethod
     def sum(cls, name: str) -> Any:
         return Query(cls).sum(name)
+
+    @classmethod
+    def avg(cls, name: str) -> Any:
+        return Query(cls).avg(name)
+
+    @classmethod
+    def min(cls, name: str) -> Any:
+        return Query(cls).min(name)
+
+    @classmethod
+    def max(cls, name: str) -> Any:
+        return Query(cls).max(name)
 
     @classmethod
     def batch(cls: type[T], size: int = 1000) -> Any:
@@ -315,19 +331,19 @@ class ActiveRecord(BaseModel):
         if not values:
             return 0
         conn = routing.resolve(cls)
-        keep = {*conflict_keys, *meta.pk_names, meta.created_column}
+        keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
         with atomic(conn) as frame:
             for keys, group in _group_by_keys(values):
                 for key in conflict_keys:
                     if key not in keys:
                         raise QueryError(f"every row needs the conflict key {key!r}")
-                update = list(update_columns) if update_columns is not None else [
-                    k for k in keys if k not in keep
-                ]
+                update = [k for k in (keys if update_columns is None else update_columns)
+                          if k not in keep]
                 per_batch = max(1, min(batch_size, dialects.max_bind_params(conn.dialect)
                                        // max(1, len(keys))))
                 for chunk in _chunks(group, per_batch):
-                    stmt = dialects.upsert(conn.dialect, cls.__table__, chunk, conflict_keys, update)
+                    stmt = dialects.upsert(conn.dialect, cls.__table__, chunk, conflict_keys,
+                                           update, increment=meta.lock_column)
                     frame.sa_conn.execute(stmt)
         return len(values)
 
@@ -375,44 +391,52 @@ class ActiveRecord(BaseModel):
         meta = cls.__ar_meta__
         conn = self._connection()
         before = self._ar_state()
-        now = _now()
-        for stamp in (meta.created_column, meta.updated_column):
-            if stamp and self.__dict__.get(stamp) is None:
-                self.__dict__[stamp] = now
+        if meta.created_column or meta.updated_column:
+            now = _now()
+            for stamp in (meta.created_column, meta.updated_column):
+                if stamp and self.__dict__.get(stamp) is None:
+                    self.__dict__[stamp] = now
         if meta.lock_column and self.__dict__.get(meta.lock_column) is None:
             self.__dict__[meta.lock_column] = 0
         values = {n: self.__dict__[n] for n in meta.names if n in self.__dict__}
-        for pk in meta.pk_names:
-            if values.get(pk) is None:
-                values.pop(pk, None)
+        for name in meta.defaulted_by_database:   # None lets the database fill it in
+            if values.get(name) is None:
+                values.pop(name, None)
         with atomic(conn) as frame:
             frame.enlist(self, before)
             result = frame.sa_conn.execute(meta.insert_stmt, values)
             for pk, value in zip(meta.pk_names, result.inserted_primary_key or (), strict=False):
                 if value is not None:
                     self.__dict__[pk] = value
+            if meta.server_defaults and any(values.get(n) is None for n in meta.server_defaults):
+                self._ar_fetch_server_defaults(frame.sa_conn)
             self._mark_saved(conn.name)
             self.after_create()
             self.after_save()
         return 1
 
-    def _update(self) -> int:
+    def _update(self, only: str | None = None, before: Any = None,
+                hooks: tuple[str, ...] = ("after_update", "after_save")) -> int:
+        """UPDATE the changed columns (or just ``only``) under the lock, then run ``hooks``."""
         cls = type(self)
         meta = cls.__ar_meta__
         changes = self.changed_columns()
+        if only is not None:
+            changes = {only: self.__dict__[only]}
         if not changes:
             return 0
         saved: dict[str, Any] = self.__pydantic_private__["_ar_saved"]  # type: ignore[index]
         pks = meta.require_pk("update")
         params = self._pk_params(saved, "update")
-        before = self._ar_state()
-        if meta.updated_column and meta.updated_column not in changes:
+        if before is None:
+            before = self._ar_state()
+        if only is None and meta.updated_column and meta.updated_column not in changes:
             changes[meta.updated_column] = self.__dict__[meta.updated_column] = _now()
         stmt = meta.update_stmt
         if meta.lock_column:
             stmt = meta.locked_update_stmt
-            params["_ar_lock"] = saved[meta.lock_column]
-            changes[meta.lock_column] = self.__dict__[meta.lock_column] = saved[meta.lock_column] + 1
+            params["_ar_lock"] = version = saved[meta.lock_column]
+            changes[meta.lock_column] = self.__dict__[meta.lock_column] = version + 1
         params.update(changes)
         conn = self._connection()
         with atomic(conn) as frame:
@@ -423,10 +447,24 @@ class ActiveRecord(BaseModel):
                     f"{cls.__name__} {self._pk_text(saved, pks)} was changed or deleted by "
                     f"someone else since it was loaded (version {saved[meta.lock_column]})"
                 )
-            self._mark_saved(conn.name)
-            self.after_update()
-            self.after_save()
+            if only is None:
+                self._mark_saved(conn.name)
+            else:
+                for name, value in changes.items():
+                    saved[name] = value
+            for hook in hooks:
+                getattr(self, hook)()
         return int(count)
+
+    def _ar_fetch_server_defaults(self, sa_conn: Any) -> None:
+        """Read back the columns the database filled in (after an INSERT without them)."""
+        meta = type(self).__ar_meta__
+        params = {pk_param(i): self.__dict__.get(n) for i, n in enumerate(meta.pk_names)}
+        row = sa_conn.execute(meta.find_stmt, params).first()
+        if row is not None:
+            for name, value in zip(meta.names, row, strict=True):
+                if name in meta.server_defaults:
+                    self.__dict__[name] = value
 
     def _pk_params(self, saved: dict[str, Any], action: str) -> dict[str, Any]:
         pks = type(self).__ar_meta__.require_pk(action)
@@ -471,10 +509,11 @@ class ActiveRecord(BaseModel):
             raise QueryError(f"cannot delete a {cls.__name__} that was never saved")
         self.before_destroy()
         if meta.soft_delete_column:
+            # only deleted_at is written; other pending changes stay pending
+            before = self._ar_state()
             self.__dict__[meta.soft_delete_column] = _now()
-            count = self._update()
-            self.after_destroy()
-            return count
+            return self._update(only=meta.soft_delete_column, before=before,
+                                hooks=("after_destroy",))
         return self._hard_delete()
 
     def hard_delete(self) -> int:

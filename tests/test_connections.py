@@ -82,6 +82,9 @@ def test_unknown_connection_lists_configured_names(tmp_path):
     ({"url": "not a url"}, "url"),
     ({"engine": "not an engine"}, "engine"),
     ({"driver": "postgresql", "database": "x", "port": "abc"}, "port"),
+    ({"url": "postgresql+psycopg2://u@h/d", "pool_size": "big"}, "pool_size"),
+    ({"url": "postgresql+psycopg2://u@h/d", "pool_pre_ping": "yes"}, "pool_pre_ping"),
+    ({"url": "postgresql+psycopg2://u@h/d", "connect_args": 5}, "connect_args"),
 ])
 def test_bad_config_names_the_key(config, key):
     with pytest.raises(ConfigurationError, match=repr(key)):

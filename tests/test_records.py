@@ -203,3 +203,65 @@ def test_unknown_connection_on_model(db):
     ConnectionManager.configure("missing", db.config(1))
     Orphan.create_table()
     assert Orphan.count() == 0
+
+
+def test_soft_delete_runs_destroy_hooks_in_its_transaction(db):
+    from rhosocial_ar import ActiveRecord, IntegerPKMixin, SoftDeleteMixin
+
+    class Memo(IntegerPKMixin, SoftDeleteMixin, ActiveRecord):
+        __table_name__ = "memos"
+        text: str
+        refuse: bool = False
+
+        def after_destroy(self):
+            if self.refuse:
+                raise ValueError("kept")
+
+    make_tables(Memo)
+    memo = Memo.create(text="x", refuse=True)
+    memo.text = "pending"
+    with pytest.raises(ValueError):
+        memo.delete()
+    assert Memo.count() == 1 and memo.deleted_at is None      # undone, in memory too
+    memo.refuse = False
+    memo.save()
+    memo.text = "unsaved"
+    memo.delete()
+    assert Memo.with_deleted().find(memo.id).text == "pending"  # only deleted_at written
+    assert memo.changed_columns() == {"text": "unsaved"}
+
+
+def test_upsert_bumps_the_lock_version(db):
+    from rhosocial_ar import ActiveRecord, Field, IntegerPKMixin, OptimisticLockMixin
+
+    class Page(IntegerPKMixin, OptimisticLockMixin, ActiveRecord):
+        __table_name__ = "pages"
+        slug: str = Field(max_length=20, unique=True)
+        body: str
+
+    make_tables(Page)
+    page = Page.create(slug="a", body="v0")
+    stale = Page.find(page.id)
+    page.body = "v1"
+    page.save()
+    Page.insert_or_update({"slug": "a", "body": "v2"}, conflict_keys=["slug"])
+    assert Page.find(page.id).version == 2
+    stale.body = "lost"
+    with pytest.raises(StaleObjectError):
+        stale.save()
+    assert Page.find(page.id).body == "v2"
+
+
+def test_server_defaults_fill_in_when_left_out(db):
+    from rhosocial_ar import ActiveRecord, Field, IntegerPKMixin
+
+    class Ticket(IntegerPKMixin, ActiveRecord):
+        __table_name__ = "tickets"
+        title: str
+        state: str | None = Field(None, max_length=10,
+                                  sa_column_kwargs={"server_default": "open"})
+
+    make_tables(Ticket)
+    t = Ticket.create(title="t")
+    assert t.state == "open" and Ticket.find(t.id).state == "open"
+    assert Ticket.create(title="u", state="closed").state == "closed"
