@@ -115,7 +115,7 @@ def upsert(
     unique key, so ``conflict_keys`` must name a unique key there too.
     ``increment`` names a column (an optimistic-lock version) that an update adds one to.
     """
-    bump = {increment: table.c[increment] + 1} if increment else {}
+    bump: dict[str, Any] = {increment: table.c[increment] + 1} if increment else {}
     name = dialect.name
     if name in ("postgresql", "sqlite"):
         module = postgresql if name == "postgresql" else sqlite

@@ -17,7 +17,14 @@ from pydantic import BaseModel
 
 from .schema import Field
 
-__all__ = ["IntegerPKMixin", "OptimisticLockMixin", "SoftDeleteMixin", "TimestampMixin"]
+__all__ = [
+    "IntegerPKMixin", "OptimisticLockMixin", "SoftDeleteMixin", "TimestampMixin", "utc_now",
+]
+
+
+def utc_now() -> datetime.datetime:
+    """Naive UTC: what DateTime columns without a time zone hold on every dialect."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 class IntegerPKMixin(BaseModel):

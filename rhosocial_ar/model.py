@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -21,9 +20,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 from pydantic.fields import FieldInfo
 
-from . import dialects, registry, routing
+from . import bulk, registry, routing
 from .errors import QueryError, RecordNotFound, StaleObjectError
 from .meta import ModelMeta, pk_param
+from .mixins import utc_now
 from .query import Query
 from .schema import build_table, check_adopted_table, default_table_name
 from .transaction import Transaction, atomic, reading
@@ -33,10 +33,6 @@ __all__ = ["ActiveRecord"]
 T = TypeVar("T", bound="ActiveRecord")
 _MISSING = object()
 
-
-def _now() -> datetime.datetime:
-    # naive UTC, what DateTime columns without a time zone hold on every dialect
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 class ActiveRecord(BaseModel):
@@ -272,80 +268,22 @@ class ActiveRecord(BaseModel):
     # -- upserts and bulk inserts ------------------------------------------
 
     @classmethod
-    def _rows_for_write(cls, rows: Iterable[Any]) -> list[dict[str, Any]]:
-        """Validate rows (dicts or records) and return their column values."""
-        meta = cls.__ar_meta__
-        out = []
-        now = _now()
-        for row in rows:
-            record = row if isinstance(row, cls) else cls.model_validate(row)
-            values = {n: record.__dict__[n] for n in meta.names if n in record.__dict__}
-            for pk in meta.pk_names:
-                if values.get(pk) is None:
-                    values.pop(pk, None)
-            for stamp in (meta.created_column, meta.updated_column):
-                if stamp and values.get(stamp) is None:
-                    values[stamp] = now
-            if meta.lock_column and values.get(meta.lock_column) is None:
-                values[meta.lock_column] = 0
-            out.append(values)
-        return out
-
-    @classmethod
     def bulk_insert(cls, rows: Iterable[Any], batch_size: int = 1000) -> int:
         """Insert many rows (dicts or records) without hooks; returns the row count."""
-        values = cls._rows_for_write(rows)
-        if not values:
-            return 0
-        conn = routing.resolve(cls)
-        table = cls.__table__
-        with atomic(conn) as frame:
-            for keys, group in _group_by_keys(values):
-                for chunk in _chunks(group, batch_size):
-                    frame.sa_conn.execute(table.insert(), chunk)
-                del keys
-        return len(values)
+        return bulk.insert_many(cls, rows, batch_size)
 
     @classmethod
     def insert_or_update(cls, data: Any, conflict_keys: Sequence[str],
                          update_columns: Sequence[str] | None = None) -> int:
         """Insert a row, or update it where ``conflict_keys`` match: one statement."""
-        return cls.bulk_insert_or_update([data], conflict_keys, update_columns=update_columns)
+        return bulk.upsert_many(cls, [data], conflict_keys, 1, update_columns)
 
     @classmethod
     def bulk_insert_or_update(cls, rows: Iterable[Any], conflict_keys: Sequence[str],
                               batch_size: int = 1000,
                               update_columns: Sequence[str] | None = None) -> int:
         """Upsert many rows, one ``INSERT ... ON CONFLICT`` statement per batch."""
-        meta = cls.__ar_meta__
-        if isinstance(conflict_keys, str) or not conflict_keys:
-            raise QueryError("conflict_keys must be a non-empty list of column names")
-        for key in conflict_keys:
-            meta.column(key)
-        if update_columns is not None:
-            for name in update_columns:
-                meta.column(name)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise QueryError(f"batch_size must be a positive integer, not {batch_size!r}")
-        values = cls._rows_for_write(rows)
-        if not values:
-            return 0
-        conn = routing.resolve(cls)
-        keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
-        with atomic(conn) as frame:
-            for keys, group in _group_by_keys(values):
-                for key in conflict_keys:
-                    if key not in keys:
-                        raise QueryError(f"every row needs the conflict key {key!r}")
-                update = [k for k in (keys if update_columns is None else update_columns)
-                          if k not in keep]
-                per_batch = max(1, min(batch_size, dialects.max_bind_params(conn.dialect)
-                                       // max(1, len(keys))))
-                for chunk in _chunks(group, per_batch):
-                    stmt = dialects.upsert(conn.dialect, cls.__table__, chunk, conflict_keys,
-                                           update, increment=meta.lock_column)
-                    frame.sa_conn.execute(stmt)
-        return len(values)
+        return bulk.upsert_many(cls, rows, conflict_keys, batch_size, update_columns)
 
     # -- records --------------------------------------------------------------
 
@@ -392,7 +330,7 @@ class ActiveRecord(BaseModel):
         conn = self._connection()
         before = self._ar_state()
         if meta.created_column or meta.updated_column:
-            now = _now()
+            now = utc_now()
             for stamp in (meta.created_column, meta.updated_column):
                 if stamp and self.__dict__.get(stamp) is None:
                     self.__dict__[stamp] = now
@@ -431,7 +369,7 @@ class ActiveRecord(BaseModel):
         if before is None:
             before = self._ar_state()
         if only is None and meta.updated_column and meta.updated_column not in changes:
-            changes[meta.updated_column] = self.__dict__[meta.updated_column] = _now()
+            changes[meta.updated_column] = self.__dict__[meta.updated_column] = utc_now()
         stmt = meta.update_stmt
         if meta.lock_column:
             stmt = meta.locked_update_stmt
@@ -511,7 +449,7 @@ class ActiveRecord(BaseModel):
         if meta.soft_delete_column:
             # only deleted_at is written; other pending changes stay pending
             before = self._ar_state()
-            self.__dict__[meta.soft_delete_column] = _now()
+            self.__dict__[meta.soft_delete_column] = utc_now()
             return self._update(only=meta.soft_delete_column, before=before,
                                 hooks=("after_destroy",))
         return self._hard_delete()
@@ -575,18 +513,3 @@ class ActiveRecord(BaseModel):
     def after_destroy(self) -> None: ...
     def after_commit(self) -> None: ...
     def after_rollback(self) -> None: ...
-
-
-def _group_by_keys(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
-    """Rows with the same columns go in one statement."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    return list(groups.items())
-
-
-def _chunks(rows: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
-
-

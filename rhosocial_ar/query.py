@@ -11,7 +11,6 @@ reused, so a query built the same way twice costs no SQLAlchemy work.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -21,6 +20,7 @@ from sqlalchemy.sql import ColumnElement
 from . import routing
 from .errors import QueryError, RecordNotFound
 from .meta import ModelMeta
+from .mixins import utc_now
 from .transaction import atomic, reading
 
 if TYPE_CHECKING:
@@ -395,7 +395,7 @@ class Query(Generic[M]):
         """Delete every matching row (soft-delete models mark them); returns the count."""
         meta = self._meta
         if meta.soft_delete_column and self._scope == "live":
-            return self.update(**{meta.soft_delete_column: _now()})
+            return self.update(**{meta.soft_delete_column: utc_now()})
         clauses, params = self._write_criteria("delete")
         stmt = meta.table.delete().where(*clauses)
         return self._write(stmt, params)
@@ -432,8 +432,5 @@ def _non_negative(what: str, value: Any) -> int:
         raise QueryError(f"{what}() takes a non-negative integer, not {value!r}")
     return value
 
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
