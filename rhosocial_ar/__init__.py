@@ -22,6 +22,7 @@ from .errors import (
     QueryError,
     ReadOnlyError,
     RecordNotFound,
+    ReplicaUnavailableWarning,
     StaleObjectError,
     TwoPhaseNotSupported,
     UnknownColumnError,
@@ -29,18 +30,22 @@ from .errors import (
 from .mixins import IntegerPKMixin, OptimisticLockMixin, SoftDeleteMixin, TimestampMixin
 from .model import ActiveRecord
 from .query import Query
+from .relation import BelongsTo, HasMany, HasOne
 from .schema import Field
 from .transaction import Transaction
 
 __all__ = [
     "ARError",
     "ActiveRecord",
+    "BelongsTo",
     "ConfigurationError",
     "Connection",
     "ConnectionManager",
     "ConnectionNotFound",
     "CrossConnectionError",
     "Field",
+    "HasMany",
+    "HasOne",
     "InDoubtError",
     "IntegerPKMixin",
     "OptimisticLockMixin",
@@ -48,6 +53,7 @@ __all__ = [
     "QueryError",
     "ReadOnlyError",
     "RecordNotFound",
+    "ReplicaUnavailableWarning",
     "SoftDeleteMixin",
     "StaleObjectError",
     "TimestampMixin",

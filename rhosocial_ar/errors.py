@@ -22,6 +22,7 @@ __all__ = [
     "QueryError",
     "ReadOnlyError",
     "RecordNotFound",
+    "ReplicaUnavailableWarning",
     "StaleObjectError",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
@@ -74,3 +75,7 @@ class InDoubtError(ARError):
 
 class QueryError(ARError, ValueError):
     """A query was built or used in a way that cannot work."""
+
+
+class ReplicaUnavailableWarning(UserWarning):
+    """A read meant for a replica went to the primary because the replica failed."""

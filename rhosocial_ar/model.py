@@ -25,8 +25,9 @@ from .errors import QueryError, RecordNotFound, StaleObjectError
 from .meta import ModelMeta, pk_param
 from .mixins import utc_now
 from .query import Query
+from .relation import Relation
 from .schema import build_table, check_adopted_table, default_table_name
-from .transaction import Transaction, atomic, reading
+from .transaction import Transaction, atomic
 
 __all__ = ["ActiveRecord"]
 
@@ -43,6 +44,8 @@ class ActiveRecord(BaseModel):
     __abstract__: ClassVar[bool] = True
     __connection__: ClassVar[str] = "default"
     __read_connection__: ClassVar[str | None] = None
+    # seconds after this context wrote during which its reads skip the replica
+    __read_your_writes__: ClassVar[float] = 5.0
     __ar_meta__: ClassVar[ModelMeta]
     __table__: ClassVar[sa.Table]
     c: ClassVar[Any]
@@ -51,6 +54,7 @@ class ActiveRecord(BaseModel):
     # None while the record is new
     _ar_saved: dict[str, Any] | None = PrivateAttr(default=None)
     _ar_origin: str | None = PrivateAttr(default=None)
+    _ar_relations: dict[str, Any] | None = PrivateAttr(default=None)
 
     # -- class creation -----------------------------------------------------
 
@@ -87,6 +91,11 @@ class ActiveRecord(BaseModel):
         cls.__table__ = table
         cls.c = table.c
         cls.__ar_meta__ = ModelMeta(cls, table, fields)
+        annotations = cls.__dict__.get("__annotations__", {})
+        for name, value in cls.__dict__.items():
+            if isinstance(value, Relation):
+                value.bind(cls, name, annotations.get(name))
+        registry.register_model(cls)
 
     # -- loading ------------------------------------------------------------
 
@@ -105,7 +114,7 @@ class ActiveRecord(BaseModel):
             setattr_(record, "__pydantic_fields_set__", fields_set.copy())
             setattr_(record, "__pydantic_extra__", None)
             setattr_(record, "__pydantic_private__",
-                     {"_ar_saved": values.copy(), "_ar_origin": origin})
+                     {"_ar_saved": values.copy(), "_ar_origin": origin, "_ar_relations": None})
             records.append(record)
         return records
 
@@ -203,15 +212,13 @@ class ActiveRecord(BaseModel):
             raise QueryError(f"find() takes {len(pks)} primary key value(s): {', '.join(pks)}")
         if meta.soft_delete_column:
             return Query(cls).find(*pk)
-        name = routing.connection_name_for(cls)
-        conn = routing.get_connection(name)
         params = {pk_param(i): value for i, value in enumerate(pk)}
-        with reading(conn) as sa_conn:
-            rows = sa_conn.execute(meta.find_stmt, params).all()
+        stmt = meta.find_stmt
+        rows, origin = routing.read(cls, None, lambda c: c.execute(stmt, params).all())
         if not rows:
             key = ", ".join(f"{n}={v!r}" for n, v in zip(pks, pk, strict=True))
             raise RecordNotFound(f"{cls.__name__} with {key} not found")
-        return cls._ar_load_many(meta.names, rows, name)[0]
+        return cls._ar_load_many(meta.names, rows, origin)[0]
 
     @classmethod
     def find_by(cls: type[T], **columns: Any) -> T | None:
@@ -232,12 +239,14 @@ class ActiveRecord(BaseModel):
             clause, bound = _fragment(sql, values, "raw")
         meta = cls.__ar_meta__
         typed = clause.columns(**meta.column_types)  # text() results are untyped otherwise
-        name = routing.connection_name_for(cls)
-        with reading(routing.get_connection(name)) as sa_conn:
+
+        def fetch(sa_conn: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
             result = sa_conn.execute(typed, bound)
             keys = [k for k in result.keys() if k in meta.name_set]  # noqa: SIM118 (a Result)
-            rows = [tuple(m[k] for k in keys) for m in result.mappings()]
-        return cls._ar_load_many(keys, rows, name)
+            return keys, [tuple(m[k] for k in keys) for m in result.mappings()]
+
+        (keys, rows), origin = routing.read(cls, None, fetch)
+        return cls._ar_load_many(keys, rows, origin)
 
     @classmethod
     def create(cls: type[T], **values: Any) -> T:

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.util import find_tables
 
-from . import routing
-from .errors import QueryError, RecordNotFound
+from . import registry, routing
+from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .meta import ModelMeta
 from .mixins import utc_now
-from .transaction import atomic, reading
+from .relation import eager_load, relations_of
+from .transaction import atomic
 
 if TYPE_CHECKING:
     from .model import ActiveRecord
@@ -52,7 +54,8 @@ def _fragment(sql: str, values: Sequence[Any], prefix: str) -> tuple[sa.TextClau
 class Query(Generic[M]):
     """An immutable query over one model; every method returns a new query."""
 
-    __slots__ = ("model", "_using", "_wheres", "_order", "_limit", "_offset", "_select", "_scope")
+    __slots__ = ("model", "_using", "_wheres", "_order", "_limit", "_offset", "_select", "_scope",
+                 "_with", "_joins")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
@@ -63,6 +66,8 @@ class Query(Generic[M]):
         self._offset: int | None = None
         self._select: tuple[str, ...] | None = None
         self._scope = "live"
+        self._with: tuple[str, ...] = ()
+        self._joins: tuple[str, ...] = ()
 
     @property
     def _meta(self) -> ModelMeta:
@@ -138,6 +143,35 @@ class Query(Generic[M]):
         routing.resolve(self.model, name)
         return self._copy(_using=name)
 
+    def with_(self, *paths: str) -> Query[M]:
+        """Eager-load relations (``'posts'``, ``'posts.comments'``): one query per relation."""
+        for path in paths:
+            model: Any = self.model
+            for part in str(path).split("."):
+                relation = relations_of(model).get(part)
+                if relation is None:
+                    raise QueryError(
+                        f"{model.__name__} has no relation {part!r} (in with_({path!r})); "
+                        f"relations: {', '.join(relations_of(model)) or 'none'}"
+                    )
+                model = relation.target
+        return self._copy(_with=tuple(dict.fromkeys((*self._with, *paths))))
+
+    def join(self, *names: str) -> Query[M]:
+        """INNER JOIN related tables by relation name, to filter on their columns.
+
+        Both models must live on the same connection; otherwise the join
+        raises ``CrossConnectionError`` (use ``with_()`` to load across).
+        """
+        relations = relations_of(self.model)
+        for name in names:
+            if name not in relations:
+                raise QueryError(
+                    f"{self.model.__name__} has no relation {name!r}; "
+                    f"relations: {', '.join(relations) or 'none'}"
+                )
+        return self._copy(_joins=tuple(dict.fromkeys((*self._joins, *names))))
+
     def with_deleted(self) -> Query[M]:
         """Include soft-deleted rows."""
         return self._copy(_scope="all")
@@ -162,7 +196,7 @@ class Query(Generic[M]):
                 return None
             order.append(item)
         return (self._select, tuple(wheres), tuple(order), self._limit is not None,
-                self._offset is not None, self._scope)
+                self._offset is not None, self._scope, self._joins)
 
     def _criteria(self) -> tuple[list[Any], dict[str, Any]]:
         meta = self._meta
@@ -226,7 +260,8 @@ class Query(Generic[M]):
             params = self._params()
         else:
             clauses, params = self._criteria()
-            stmt = sa.select(*self._columns()[1]).where(*clauses).order_by(*self._order_clauses())
+            stmt = sa.select(*self._columns()[1]).select_from(self._from_clause())
+            stmt = stmt.where(*clauses).order_by(*self._order_clauses())
             if self._limit is not None:
                 stmt = stmt.limit(sa.bindparam("_ar_limit", type_=sa.Integer))
             if self._offset is not None:
@@ -240,6 +275,44 @@ class Query(Generic[M]):
         if self._offset is not None:
             params["_ar_offset"] = self._offset
         return stmt, params
+
+    def _from_clause(self) -> Any:
+        table: Any = self._meta.table
+        relations = relations_of(self.model)
+        for name in self._joins:
+            relation = relations[name]
+            owner_key, target_key = relation._keys()
+            target = relation.target.__table__
+            table = table.join(target, self._meta.table.c[owner_key] == target.c[target_key])
+        return table
+
+    def _check_single_connection(self, name: str) -> None:
+        """One statement cannot reach into another connection's database."""
+        others: list[tuple[str, str]] = []
+        relations = relations_of(self.model)
+        for join in self._joins:
+            target = relations[join].target
+            others.append((target.__name__, routing.connection_name_for(target)))
+        for item in self._wheres:
+            if item[0] == "expr":
+                for table in find_tables(item[1], include_joins=True):
+                    if table is self._meta.table:
+                        continue
+                    for model in registry.models_of_table(table):
+                        others.append((model.__name__, routing.connection_name_for(model)))
+        for model_name, other in others:
+            if other != name:
+                raise CrossConnectionError(
+                    f"{self.model.__name__} is on connection {name!r} but {model_name} is on "
+                    f"{other!r}: one SQL statement cannot join two databases; load related "
+                    f"records with with_() instead"
+                )
+
+    def _read(self, work: Any) -> tuple[Any, str]:
+        """Run ``work(sa_connection)`` where this query's reads go."""
+        if self._joins or any(item[0] == "expr" for item in self._wheres):
+            self._check_single_connection(routing.read_connection_name(self.model, self._using)[0])
+        return routing.read(self.model, self._using, work)
 
     def to_sql(self) -> str:
         """The SELECT in the target connection's dialect, with placeholders for values."""
@@ -256,14 +329,13 @@ class Query(Generic[M]):
         return routing.connection_name_for(self.model, self._using)
 
     def all(self) -> list[M]:
-        """Every matching record."""
+        """Every matching record (and the relations asked for with ``with_``)."""
         stmt, params = self._select_stmt()
-        name = self._connection_name()
-        conn = routing.get_connection(name)
-        with reading(conn) as sa_conn:
-            rows = sa_conn.execute(stmt, params).all()
-        names = self._columns()[0]
-        return self.model._ar_load_many(names, rows, name)
+        rows, origin = self._read(lambda c: c.execute(stmt, params).all())
+        records = self.model._ar_load_many(self._columns()[0], rows, origin)
+        if self._with:
+            eager_load(self.model, records, self._with)
+        return records
 
     def __iter__(self) -> Iterator[M]:
         return iter(self.all())
@@ -341,10 +413,9 @@ class Query(Generic[M]):
             stmt = sa.select(expr(sub)).select_from(sub)
             params = inner_params
         else:
-            stmt = sa.select(expr(self._meta.table)).select_from(self._meta.table).where(*clauses)
-        conn = routing.get_connection(self._connection_name())
-        with reading(conn) as sa_conn:
-            return sa_conn.execute(stmt, params).scalar()
+            stmt = sa.select(expr(self._meta.table)).select_from(self._from_clause())
+            stmt = stmt.where(*clauses)
+        return self._read(lambda c: c.execute(stmt, params).scalar())[0]
 
     def count(self) -> int:
         return int(self._aggregate(lambda _t: sa.func.count()))
@@ -377,9 +448,7 @@ class Query(Generic[M]):
         if not names:
             raise QueryError("pluck() needs at least one column name")
         stmt, params = self.select(*names)._select_stmt()
-        conn = routing.get_connection(self._connection_name())
-        with reading(conn) as sa_conn:
-            rows = sa_conn.execute(stmt, params).all()
+        rows = self._read(lambda c: c.execute(stmt, params).all())[0]
         if len(names) == 1:
             return [row[0] for row in rows]
         return [tuple(row) for row in rows]
@@ -387,8 +456,10 @@ class Query(Generic[M]):
     # -- writing ------------------------------------------------------------
 
     def _write_criteria(self, action: str) -> tuple[list[Any], dict[str, Any]]:
-        if self._limit is not None or self._offset is not None or self._order:
-            raise QueryError(f"{action}() applies to every matching row; remove limit/offset/order")
+        if self._limit is not None or self._offset is not None or self._order or self._joins:
+            raise QueryError(
+                f"{action}() applies to every matching row; remove limit/offset/order/join"
+            )
         return self._criteria()
 
     def delete(self) -> int:

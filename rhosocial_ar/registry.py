@@ -5,11 +5,33 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any
+
 import sqlalchemy as sa
 
-__all__ = ["metadata_for", "register_table", "tables_by_connection"]
+__all__ = [
+    "metadata_for", "models_named", "models_of_table", "register_model", "register_table",
+    "tables_by_connection",
+]
 
 _metadata: dict[str, sa.MetaData] = {}
+# every model class by name and by table, newest last
+_by_name: dict[str, list[Any]] = defaultdict(list)
+_by_table: dict[sa.Table, list[Any]] = defaultdict(list)
+
+
+def register_model(model: Any) -> None:
+    _by_name[model.__name__].append(model)
+    _by_table[model.__table__].append(model)
+
+
+def models_named(name: str) -> list[Any]:
+    return list(_by_name.get(name, ()))
+
+
+def models_of_table(table: Any) -> list[Any]:
+    return list(_by_table.get(table, ()))
 
 
 def metadata_for(connection_name: str) -> sa.MetaData:

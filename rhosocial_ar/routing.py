@@ -4,21 +4,48 @@
     with User.using_connection('secondary'):    # every User operation in the block
         User.create(username='ann')
 
+    class User(ActiveRecord):
+        __connection__ = 'primary'              # writes
+        __read_connection__ = 'replica'         # reads, unless read-your-writes applies
+
 Overrides live in a ``ContextVar``: per thread and per asyncio task, nested
-blocks restore the previous choice on exit, also on exceptions.
+blocks restore the previous choice on exit, also on exceptions. Reads of a
+model with ``__read_connection__`` go to the replica, except inside a
+transaction on the primary and for ``__read_your_writes__`` seconds after
+this context last wrote to the primary; a replica that cannot be reached
+sends reads to the primary with a ``ReplicaUnavailableWarning``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
 
 from .connections import Connection, get_connection
+from .errors import ReplicaUnavailableWarning
+from .transaction import current_frame, last_write, reading
 
-__all__ = ["connection_name_for", "get_connection", "override_for", "resolve", "using_connection"]
+__all__ = [
+    "connection_name_for", "get_connection", "override_for", "read", "resolve",
+    "using_connection",
+]
+
+log = logging.getLogger("rhosocial_ar")
+R = TypeVar("R")
+
+# after a replica failed, reads skip it for this long instead of waiting on it
+REPLICA_RETRY_SECONDS = 5.0
+_replica_down_until: dict[str, float] = {}
+_replica_lock = threading.Lock()
 
 _overrides: ContextVar[Mapping[type, str]] = ContextVar(
     "rhosocial_ar_overrides", default=MappingProxyType({})
@@ -55,3 +82,62 @@ def connection_name_for(model: Any, explicit: str | None = None) -> str:
 
 def resolve(model: Any, explicit: str | None = None) -> Connection:
     return get_connection(connection_name_for(model, explicit))
+
+
+def read_connection_name(model: Any, explicit: str | None = None) -> tuple[str, str | None]:
+    """(connection to read from, primary to fall back to when that is a replica)."""
+    chosen = explicit or override_for(model)
+    if chosen is not None:
+        return chosen, None
+    primary: str = model.__connection__
+    replica: str | None = model.__read_connection__
+    if replica is None or replica == primary:
+        return primary, None
+    if current_frame(primary) is not None:
+        return primary, None          # a transaction reads its own writes
+    wrote = last_write(primary)
+    if wrote is not None and time.monotonic() - wrote < model.__read_your_writes__:
+        return primary, None
+    if _replica_down_until.get(replica, 0.0) > time.monotonic():
+        return primary, None
+    return replica, primary
+
+
+def read(model: Any, explicit: str | None, work: Callable[[sa.Connection], R]) -> tuple[R, str]:
+    """Run ``work`` on the connection a read of ``model`` goes to.
+
+    Returns the result and the name records should write back to (the
+    primary when the read went to a replica).
+    """
+    name, fallback = read_connection_name(model, explicit)
+    origin = fallback or name
+    if fallback is None:
+        with reading(get_connection(name)) as sa_conn:
+            return work(sa_conn), origin
+    try:
+        with reading(get_connection(name)) as sa_conn:
+            return work(sa_conn), origin
+    except sa.exc.DBAPIError as exc:
+        # only a lost or refused connection; an error in the SQL is the caller's
+        if not (exc.connection_invalidated or _is_connect_failure(exc)):
+            raise
+        _mark_down(name, fallback, exc)
+    with reading(get_connection(fallback)) as sa_conn:
+        return work(sa_conn), origin
+
+
+def _is_connect_failure(exc: sa.exc.DBAPIError) -> bool:
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and (
+        exc.statement is None or exc.connection_invalidated
+    )
+
+
+def _mark_down(replica: str, primary: str, exc: BaseException) -> None:
+    with _replica_lock:
+        _replica_down_until[replica] = time.monotonic() + REPLICA_RETRY_SECONDS
+    message = (
+        f"replica {replica!r} is unreachable ({type(exc.__cause__ or exc).__name__}); "
+        f"reading from {primary!r} for the next {REPLICA_RETRY_SECONDS:g} s"
+    )
+    log.warning(message)
+    warnings.warn(message, ReplicaUnavailableWarning, stacklevel=4)

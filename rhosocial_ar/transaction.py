@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -39,7 +40,7 @@ _ISOLATION_LEVELS = {
 class Frame:
     """One open transaction or savepoint on one connection."""
 
-    __slots__ = ("connection", "sa_conn", "sa_tx", "parent", "records")
+    __slots__ = ("connection", "sa_conn", "sa_tx", "parent", "records", "wrote")
 
     def __init__(self, connection: Connection, sa_conn: sa.Connection, sa_tx: Any,
                  parent: Frame | None) -> None:
@@ -50,6 +51,7 @@ class Frame:
         # (record, its state before the write): commit hooks wait for us, and a
         # rollback puts the state back so the record does not claim a lost row
         self.records: list[tuple[Any, Any]] = []
+        self.wrote = False
 
     def enlist(self, record: Any, state_before: Any) -> None:
         self.records.append((record, state_before))
@@ -58,6 +60,21 @@ class Frame:
 _frames: ContextVar[Mapping[str, Frame]] = ContextVar(
     "rhosocial_ar_frames", default=MappingProxyType({})
 )
+
+
+# when this context last committed a write, per connection (for read-your-writes)
+_last_writes: ContextVar[Mapping[str, float]] = ContextVar(
+    "rhosocial_ar_last_writes", default=MappingProxyType({})
+)
+
+
+def last_write(connection_name: str) -> float | None:
+    """``time.monotonic()`` of this context's last committed write on a connection."""
+    return _last_writes.get().get(connection_name)
+
+
+def _note_write(connection_name: str) -> None:
+    _last_writes.set({**_last_writes.get(), connection_name: time.monotonic()})
 
 
 def current_frame(connection_name: str) -> Frame | None:
@@ -172,7 +189,10 @@ class Transaction:
             _rolled_back(frame.records)
         elif frame.parent is not None:
             frame.parent.records.extend(frame.records)   # only the outermost commit is real
+            frame.parent.wrote = frame.parent.wrote or frame.wrote
         else:
+            if frame.wrote:
+                _note_write(self.connection.name)
             _run_hooks(frame.records, "after_commit")
 
     def __call__(self, func: F) -> F:
@@ -202,10 +222,12 @@ def atomic(connection: Connection) -> Iterator[Frame]:
         raise ReadOnlyError(f"connection {connection.name!r} is read-only; nothing was written")
     frame = current_frame(connection.name)
     if frame is not None:
+        frame.wrote = True
         yield frame
         return
     with Transaction(connection) as tx:
         assert tx._frame is not None
+        tx._frame.wrote = True
         yield tx._frame
 
 

@@ -7,7 +7,9 @@ laptop and fails them under CI=true.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +35,14 @@ SERVER_URLS = {
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 
 _server_state: dict[str, str | None] = {}
+_session_lock: list[Any] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Two test runs on one machine share the server databases: take turns."""
+    handle = open(os.path.join(tempfile.gettempdir(), "rhosocial_ar_tests.lock"), "w")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    _session_lock.append(handle)
 
 
 def _ensure_database(url: sa.URL) -> None:

@@ -1,0 +1,301 @@
+"""Relations between models, also across databases, with eager loading.
+
+    class User(IntegerPKMixin, ActiveRecord):
+        posts: ClassVar[HasMany['Post']] = HasMany(foreign_key='user_id', inverse_of='user')
+
+    class Post(IntegerPKMixin, ActiveRecord):
+        __connection__ = 'blog'
+        user_id: int
+        user: ClassVar[BelongsTo['User']] = BelongsTo(foreign_key='user_id', inverse_of='posts')
+
+    user.posts()                           # SELECT ... FROM posts WHERE user_id = ?, on 'blog'
+    post.user(reload=True)                 # queries again instead of using the cache
+    User.where(...).with_('posts').all()   # one query per relation, never one per user
+
+Each relation query runs on the related model's own connection; results are
+cached on the record.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+from . import dialects, registry, routing
+from .errors import ConfigurationError, QueryError
+
+__all__ = ["BelongsTo", "HasMany", "HasOne", "Relation", "eager_load", "relations_of"]
+
+T = TypeVar("T")
+
+# IN lists stay this far below a dialect's bound-parameter limit, leaving room
+# for the other parameters of the statement (scopes, filters)
+_IN_MARGIN = 64
+
+
+def in_chunk_size(dialect: Any) -> int:
+    """How many keys one IN list may carry on this dialect."""
+    return max(1, dialects.max_bind_params(dialect) - _IN_MARGIN)
+
+
+def _chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+class Relation(Generic[T]):
+    """A named link from one model (the owner) to another (the target)."""
+
+    many = False
+
+    def __init__(self, foreign_key: str, inverse_of: str | None = None, *,
+                 model: type | str | None = None, primary_key: str | None = None) -> None:
+        self.foreign_key = foreign_key
+        self.inverse_of = inverse_of
+        self.primary_key = primary_key
+        self._target_spec: type | str | None = model
+        self._target: type | None = None
+        self.owner: Any = None
+        self.name = ""
+
+    # -- declaration --------------------------------------------------------
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.owner, self.name = owner, name
+
+    def bind(self, owner: type, name: str, annotation: Any) -> None:
+        """Called when the owner model is compiled; reads the target from the annotation."""
+        self.owner, self.name = owner, name
+        if self._target_spec is None:
+            self._target_spec = _target_from_annotation(annotation)
+        if self._target_spec is None:
+            raise ConfigurationError(
+                f"{owner.__name__}.{name}: cannot tell the related model; declare it as "
+                f"ClassVar[{type(self).__name__}['Model']] or pass model="
+            )
+
+    @property
+    def target(self) -> Any:
+        """The related model class (resolved on first use)."""
+        if self._target is None:
+            spec = self._target_spec
+            self._target = spec if isinstance(spec, type) else _resolve(self.owner, str(spec))
+        return self._target
+
+    def _keys(self) -> tuple[str, str]:
+        """(column on the owner, column on the target) that must be equal."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        owner_key, target_key = self._keys()
+        self.owner.__ar_meta__.column(owner_key)
+        self.target.__ar_meta__.column(target_key)
+
+    # -- access -----------------------------------------------------------------
+
+    def __get__(self, record: Any, owner: type) -> Any:
+        if record is None:
+            return self
+        return _Accessor(self, record)
+
+    def cached(self, record: Any) -> Any:
+        cache = record.__pydantic_private__.get("_ar_relations")
+        return _MISSING if cache is None else cache.get(self.name, _MISSING)
+
+    def store(self, record: Any, value: Any) -> None:
+        private = record.__pydantic_private__
+        if private.get("_ar_relations") is None:
+            private["_ar_relations"] = {}
+        private["_ar_relations"][self.name] = value
+
+    def load(self, record: Any) -> Any:
+        """Query the related record(s) for one owner record."""
+        owner_key, target_key = self._keys()
+        value = getattr(record, owner_key, None)
+        if value is None:
+            found: list[Any] = []
+        else:
+            query = self.target.where(**{target_key: value})
+            found = query.all() if self.many else query.limit(1).all()
+        result = self._shape(found)
+        self.store(record, result)
+        self._fill_inverse(record, found)
+        return result
+
+    def _shape(self, found: list[Any]) -> Any:
+        return found if self.many else (found[0] if found else None)
+
+    def _fill_inverse(self, record: Any, related: Iterable[Any]) -> None:
+        """Point the related records back at ``record`` without a query."""
+        if not self.inverse_of:
+            return
+        inverse = getattr(self.target, self.inverse_of, None)
+        if not isinstance(inverse, Relation):
+            raise ConfigurationError(
+                f"{self.owner.__name__}.{self.name}: inverse_of={self.inverse_of!r} is not a "
+                f"relation of {self.target.__name__}"
+            )
+        if inverse.many:
+            return  # one record is not the whole collection
+        for item in related:
+            inverse.store(item, record)
+
+    # -- eager loading ------------------------------------------------------
+
+    def eager(self, records: Sequence[Any], query: Any = None) -> list[Any]:
+        """Load this relation for many owner records with one query per IN chunk."""
+        owner_key, target_key = self._keys()
+        keys = list(dict.fromkeys(
+            v for v in (getattr(r, owner_key, None) for r in records) if v is not None
+        ))
+        found: list[Any] = []
+        if keys:
+            base = query if query is not None else self.target.query()
+            read_name = routing.read_connection_name(base.model, base._using)[0]
+            dialect = routing.get_connection(read_name).dialect
+            for chunk in _chunks(keys, in_chunk_size(dialect)):
+                found.extend(base.where(**{target_key: list(chunk)}).all())
+        grouped: dict[Any, list[Any]] = defaultdict(list)
+        for item in found:
+            grouped[getattr(item, target_key)].append(item)
+        for record in records:
+            related = grouped.get(getattr(record, owner_key, None), [])
+            self.store(record, self._shape(related))
+            self._fill_inverse(record, related)
+        return found
+
+    def __repr__(self) -> str:
+        target = self._target_spec if not isinstance(self._target_spec, type) else (
+            self._target_spec.__name__)
+        owner = getattr(self.owner, "__name__", "?")
+        return f"<{type(self).__name__} {owner}.{self.name} -> {target}>"
+
+
+class BelongsTo(Relation[T]):
+    """The owner holds ``foreign_key``, pointing at the target's primary key."""
+
+    def _keys(self) -> tuple[str, str]:
+        return self.foreign_key, self.primary_key or _single_pk(self.target)
+
+
+class HasMany(Relation[T]):
+    """The target holds ``foreign_key``, pointing at the owner's primary key."""
+
+    many = True
+
+    def _keys(self) -> tuple[str, str]:
+        return self.primary_key or _single_pk(self.owner), self.foreign_key
+
+
+class HasOne(HasMany[T]):
+    """Like ``HasMany``, for at most one related record."""
+
+    many = False
+
+
+class _Accessor:
+    """``user.posts`` : call it for the (cached) related records."""
+
+    __slots__ = ("relation", "record")
+
+    def __init__(self, relation: Relation[Any], record: Any) -> None:
+        self.relation, self.record = relation, record
+
+    def __call__(self, reload: bool = False) -> Any:
+        if not reload:
+            cached = self.relation.cached(self.record)
+            if cached is not _MISSING:
+                return cached
+        return self.relation.load(self.record)
+
+    def query(self) -> Any:
+        """The related records as a query, to filter further (never cached)."""
+        owner_key, target_key = self.relation._keys()
+        return self.relation.target.where(**{target_key: getattr(self.record, owner_key)})
+
+    def __repr__(self) -> str:
+        return f"<{self.relation!r} of {self.record!r}>"
+
+
+_MISSING = object()
+
+
+def _single_pk(model: Any) -> str:
+    pks = model.__ar_meta__.require_pk("relate records")
+    if len(pks) != 1:
+        raise ConfigurationError(f"{model.__name__}: relations need a single-column primary key")
+    return pks[0]
+
+
+def _target_from_annotation(annotation: Any) -> type | str | None:
+    """``ClassVar[HasMany['Post']]`` -> 'Post' (also from a string annotation)."""
+    if annotation is None:
+        return None
+    if isinstance(annotation, str):
+        inner = annotation
+        for wrapper in ("ClassVar[", "typing.ClassVar["):
+            if inner.startswith(wrapper) and inner.endswith("]"):
+                inner = inner[len(wrapper):-1]
+        if "[" in inner and inner.endswith("]"):
+            return inner[inner.index("[") + 1:-1].strip().strip("'\"") or None
+        return None
+    if typing.get_origin(annotation) is typing.ClassVar:
+        annotation = typing.get_args(annotation)[0]
+    args = typing.get_args(annotation)
+    if not args:
+        return None
+    arg = args[0]
+    if isinstance(arg, typing.ForwardRef):
+        return arg.__forward_arg__
+    return arg if isinstance(arg, type | str) else None
+
+
+def _resolve(owner: Any, name: str) -> type:
+    """A model named ``name``: in the owner's module first, then any model by that name."""
+    module = sys.modules.get(owner.__module__)
+    found = getattr(module, name, None) if module else None
+    if isinstance(found, type) and hasattr(found, "__ar_meta__"):
+        return found
+    candidates = registry.models_named(name)
+    same_module = [m for m in candidates if m.__module__ == owner.__module__]
+    if same_module or candidates:
+        return (same_module or candidates)[-1]
+    raise ConfigurationError(f"{owner.__name__}: no model named {name!r} for a relation")
+
+
+def relations_of(model: Any) -> dict[str, Relation[Any]]:
+    found: dict[str, Relation[Any]] = {}
+    for klass in reversed(model.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, Relation):
+                found[name] = value
+    return found
+
+
+def eager_load(model: Any, records: list[Any], paths: Sequence[str]) -> None:
+    """Load ``paths`` like ``'posts'`` and ``'posts.comments'`` for ``records``."""
+    if not records:
+        return
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for part in path.split("."):
+            node = node.setdefault(part, {})
+    _load_tree(model, records, tree)
+
+
+def _load_tree(model: Any, records: list[Any], tree: dict[str, Any]) -> None:
+    relations = relations_of(model)
+    for name, subtree in tree.items():
+        relation = relations.get(name)
+        if relation is None:
+            raise QueryError(
+                f"{model.__name__} has no relation {name!r}; relations: "
+                f"{', '.join(relations) or 'none'}"
+            )
+        found = relation.eager(records)
+        if subtree:
+            _load_tree(relation.target, found, subtree)
