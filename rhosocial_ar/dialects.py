@@ -64,6 +64,10 @@ def connection_url(config: dict[str, Any]) -> URL:
     )
 
 
+# execution option marking a connection used for one read outside a transaction
+READ_ONLY_OPTION = "rhosocial_ar_autocommit_read"
+
+
 def prepare_engine(engine: Engine) -> None:
     """Make an engine's transactions behave the same on every dialect.
 
@@ -79,7 +83,9 @@ def prepare_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _explicit_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # a read outside any transaction needs no BEGIN: SQLite reads are atomic
+        if not conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
 
     engine._rhosocial_ar_prepared = True  # type: ignore[attr-defined]
 

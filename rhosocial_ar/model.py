@@ -152,6 +152,14 @@ class ActiveRecord(BaseModel):
         return Query(cls).using(name)
 
     @classmethod
+    def with_(cls: type[T], *paths: str) -> Query[T]:
+        return Query(cls).with_(*paths)
+
+    @classmethod
+    def join(cls: type[T], *names: str) -> Query[T]:
+        return Query(cls).join(*names)
+
+    @classmethod
     def with_deleted(cls: type[T]) -> Query[T]:
         return Query(cls).with_deleted()
 

@@ -295,7 +295,7 @@ class Query(Generic[M]):
             others.append((target.__name__, routing.connection_name_for(target)))
         for item in self._wheres:
             if item[0] == "expr":
-                for table in find_tables(item[1], include_joins=True):
+                for table in find_tables(item[1], check_columns=True, include_joins=True):
                     if table is self._meta.table:
                         continue
                     for model in registry.models_of_table(table):

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from .connections import Connection, get_connection
+from .dialects import READ_ONLY_OPTION
 from .errors import ARError, ConfigurationError, ReadOnlyError
 
 __all__ = ["Transaction", "atomic", "current_frame"]
@@ -239,4 +240,5 @@ def reading(connection: Connection) -> Iterator[sa.Connection]:
         yield frame.sa_conn
         return
     with connection.engine.connect() as sa_conn:
+        sa_conn.execution_options(**{READ_ONLY_OPTION: True})
         yield sa_conn
