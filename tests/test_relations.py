@@ -13,8 +13,8 @@ from rhosocial_ar import (
     HasOne,
     IntegerPKMixin,
     QueryError,
+    relation,
 )
-from rhosocial_ar import relation
 from tests.conftest import SERVER_URLS, make_tables, require_backend
 from tests.test_records import count_statements
 
