@@ -45,6 +45,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _session_lock.append(handle)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    while _session_lock:
+        _session_lock.pop().close()   # closing releases the lock
+
+
 def _ensure_database(url: sa.URL) -> None:
     """Create the test database if the server has none of that name."""
     admin_db = "test" if url.get_backend_name() == "mysql" else "postgres"
