@@ -26,7 +26,16 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from . import ActiveRecord, ConnectionManager, Field, RecordNotFound, Transaction, get_connection
+from . import (
+    ActiveRecord,
+    BelongsTo,
+    ConnectionManager,
+    Field,
+    HasMany,
+    RecordNotFound,
+    Transaction,
+    get_connection,
+)
 from .cli import CommandError, describe_error
 
 __all__ = ["Album", "Artist", "ArtistSales", "Customer", "Genre", "Invoice", "InvoiceLine",
@@ -53,6 +62,7 @@ class Artist(ActiveRecord):
     __chinook__: ClassVar[str] = "Artist"
     artist_id: int = key()
     name: str | None = Field(None, max_length=120)
+    albums: ClassVar[HasMany[Album]] = HasMany(foreign_key="artist_id", inverse_of="artist")
 
 
 class Album(ActiveRecord):
@@ -62,6 +72,7 @@ class Album(ActiveRecord):
     album_id: int = key()
     title: str = Field(max_length=160)
     artist_id: int = Field(index=True)
+    artist: ClassVar[BelongsTo[Artist]] = BelongsTo(foreign_key="artist_id", inverse_of="albums")
 
 
 class Genre(ActiveRecord):
@@ -93,6 +104,7 @@ class Track(ActiveRecord):
     milliseconds: int
     bytes: int | None = None
     unit_price: Decimal = money()
+    album: ClassVar[BelongsTo[Album]] = BelongsTo(foreign_key="album_id")
 
 
 # -- the sales, on the 'sales' connection ---------------------------------------
@@ -120,6 +132,7 @@ class Invoice(ActiveRecord):
     billing_city: str | None = Field(None, max_length=40)
     billing_country: str | None = Field(None, max_length=40)
     total: Decimal = money()
+    lines: ClassVar[HasMany[InvoiceLine]] = HasMany(foreign_key="invoice_id")
 
 
 class InvoiceLine(ActiveRecord):
@@ -131,6 +144,7 @@ class InvoiceLine(ActiveRecord):
     track_id: int = Field(index=True)     # a track in the *other* database
     unit_price: Decimal = money()
     quantity: int
+    track: ClassVar[BelongsTo[Track]] = BelongsTo(foreign_key="track_id")   # across databases
 
 
 class ArtistSales(ActiveRecord):
@@ -270,6 +284,34 @@ def tour_queries() -> None:
     show("batch(1000)", f"invoice_lines in {len(sizes)} batches {sizes}, {quantity} items sold")
 
 
+def tour_relations() -> None:
+    """Eager-load invoices -> lines -> tracks -> albums -> artists across both databases."""
+    seen: dict[str, int] = defaultdict(int)
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        seen[conn.engine.url.database or "?"] += statement.lstrip().upper().startswith("SELECT")
+
+    engines = [get_connection(name).engine for name in ("catalog", "sales")]
+    for engine in engines:
+        sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        invoices = Invoice.where(customer_id=[1, 2, 3]).order_by("invoice_id") \
+            .with_("lines", "lines.track", "lines.track.album", "lines.track.album.artist").all()
+        lines = [line for invoice in invoices for line in invoice.lines()]
+        artists = {line.track().album().artist().name for line in lines}
+        queries = sum(seen.values())
+    finally:
+        for engine in engines:
+            sa.event.remove(engine, "before_cursor_execute", count)
+    show("with_ (eager)", f"{len(invoices)} invoices, {len(lines)} lines, their tracks, albums "
+         f"and {len(artists)} artists in {queries} queries (not {1 + len(invoices) + 3 * len(lines)})")
+    line = lines[0]
+    show("relations", f"line {line.invoice_line_id} (sales) -> track {line.track().name!r} "
+         f"(catalog) -> {line.track().album().artist().name}")
+    if queries != 5:
+        raise CommandError(f"eager loading took {queries} queries, expected 5")
+
+
 def artist_summary(track_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """Sales per artist: invoice lines (sales) joined in Python to tracks and albums (catalog)."""
     album_artist = dict(Album.pluck("album_id", "artist_id"))
@@ -395,6 +437,8 @@ def run(args: argparse.Namespace) -> int:
         rows = setup(args, chinook)
         print("queries")
         tour_queries()
+        print("relations across the two databases")
+        tour_relations()
         print("upserts: a per-artist summary in 'sales' computed from both databases")
         tour_summary()
         print("a sale: a transaction on 'sales' with a savepoint")
