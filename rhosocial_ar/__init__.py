@@ -24,15 +24,18 @@ from .errors import (
     RecordNotFound,
     ReplicaUnavailableWarning,
     StaleObjectError,
+    TwoPhaseAborted,
     TwoPhaseNotSupported,
     UnknownColumnError,
 )
 from .mixins import IntegerPKMixin, OptimisticLockMixin, SoftDeleteMixin, TimestampMixin
 from .model import ActiveRecord
 from .query import Query
+from .recovery import RecoveryReport, recover
 from .relation import BelongsTo, HasMany, HasOne
 from .schema import Field
 from .transaction import Transaction
+from .twophase import two_phase
 
 __all__ = [
     "ARError",
@@ -58,7 +61,11 @@ __all__ = [
     "StaleObjectError",
     "TimestampMixin",
     "Transaction",
+    "RecoveryReport",
+    "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
     "get_connection",
+    "recover",
+    "two_phase",
 ]

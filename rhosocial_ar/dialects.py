@@ -146,3 +146,72 @@ def upsert(
 
 def supports_savepoints(dialect: Dialect) -> bool:
     return dialect.name in ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+# -- two-phase commit -------------------------------------------------------------
+
+_PG_SETTING_FIX = (
+    "PostgreSQL has max_prepared_transactions = 0, which disables PREPARE TRANSACTION; "
+    "as a superuser run ALTER SYSTEM SET max_prepared_transactions = 64 (at least "
+    "max_connections is safest) and restart the server"
+)
+
+
+def two_phase_problem(engine: Engine) -> str | None:
+    """Why this engine cannot take part in a two-phase commit, or None if it can."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        return "SQLite has no prepared transactions (it can join only as the last resource)"
+    if name == "postgresql":
+        with engine.connect() as conn:
+            setting = conn.exec_driver_sql("SHOW max_prepared_transactions").scalar()
+        return _PG_SETTING_FIX if int(setting or 0) == 0 else None
+    if name in ("mysql", "mariadb"):
+        return None
+    return f"two-phase commit is not supported on {name!r}"
+
+
+def in_doubt_xids(conn: sa.Connection, prefix: str) -> list[str]:
+    """Prepared transactions whose id starts with ``prefix``, in this database.
+
+    PostgreSQL ids are server-wide, so they are filtered by database and
+    owner; MySQL's ``XA RECOVER`` cannot say which database a branch wrote to.
+    """
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+            "AND owner = current_user"
+        ).scalars()
+        return [gid for gid in rows if gid.startswith(prefix)]
+    if conn.dialect.name in ("mysql", "mariadb"):
+        found = []
+        for row in conn.exec_driver_sql("XA RECOVER").mappings():
+            data = row["data"]
+            xid = (data.decode() if isinstance(data, bytes) else data)[: row["gtrid_length"]]
+            if xid.startswith(prefix):
+                found.append(xid)
+        return found
+    return []
+
+
+def finish_prepared(conn: sa.Connection, xid: str, commit: bool) -> None:
+    """COMMIT or ROLLBACK a prepared transaction from an AUTOCOMMIT connection."""
+    if conn.dialect.name == "postgresql":
+        verb = "COMMIT PREPARED" if commit else "ROLLBACK PREPARED"
+    else:
+        verb = "XA COMMIT" if commit else "XA ROLLBACK"
+    conn.execute(sa.text(f"{verb} :xid").bindparams(sa.bindparam("xid", xid, literal_execute=True)))
+
+
+def is_unknown_xid(exc: BaseException) -> bool:
+    """The prepared transaction is gone, or (MySQL) still held by its live session."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "pgcode", None)
+    if code is not None:
+        return bool(code == "42704")            # undefined_object
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return len(args) > 0 and args[0] == 1397    # XAER_NOTA
+
+
+def max_xid_length(dialect: Dialect) -> int:
+    return 64 if dialect.name in ("mysql", "mariadb") else 199

@@ -24,6 +24,7 @@ __all__ = [
     "RecordNotFound",
     "ReplicaUnavailableWarning",
     "StaleObjectError",
+    "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
 ]
@@ -79,3 +80,7 @@ class QueryError(ARError, ValueError):
 
 class ReplicaUnavailableWarning(UserWarning):
     """A read meant for a replica went to the primary because the replica failed."""
+
+
+class TwoPhaseAborted(ARError):
+    """A coordinated transaction was rolled back because recovery had decided abort."""

@@ -113,15 +113,45 @@ def _run_hooks(entries: list[tuple[Any, Any]], hook: str) -> None:
         raise first_error
 
 
+def bind(frame: Frame) -> Token[Mapping[str, Frame]]:
+    """Make ``frame`` the open transaction of its connection in this context."""
+    return _frames.set({**_frames.get(), frame.connection.name: frame})
+
+
+def unbind(token: Token[Mapping[str, Frame]]) -> None:
+    _frames.reset(token)
+
+
+def ended(frame: Frame, committed: bool) -> None:
+    """Bookkeeping once a transaction or savepoint has ended: hooks, restores."""
+    if not committed:
+        _rolled_back(frame.records)
+    elif frame.parent is not None:
+        frame.parent.records.extend(frame.records)   # only the outermost commit is real
+        frame.parent.wrote = frame.parent.wrote or frame.wrote
+    else:
+        if frame.wrote:
+            _note_write(frame.connection.name)
+        _run_hooks(frame.records, "after_commit")
+
+
 class Transaction:
     """A transaction on one connection; usable as a context manager or decorator.
 
     Nested on the same connection it becomes a savepoint. An exception rolls
-    back and propagates.
+    back and propagates. ``two_phase=True`` gives a transaction that a block
+    only scopes: it ends with ``prepare()`` and ``commit()`` or ``rollback()``.
     """
 
+    def __new__(cls, *args: Any, two_phase: bool = False, **kwargs: Any) -> Transaction:
+        if two_phase and cls is Transaction:
+            from .twophase import TwoPhaseTransaction
+
+            return super().__new__(TwoPhaseTransaction)
+        return super().__new__(cls)
+
     def __init__(self, connection: Connection | str | None = None, *,
-                 isolation_level: str | None = None) -> None:
+                 isolation_level: str | None = None, two_phase: bool = False) -> None:
         if connection is None or isinstance(connection, str):
             connection = get_connection(connection or "default")
         if not isinstance(connection, Connection):
@@ -162,13 +192,14 @@ class Transaction:
             sa_conn = parent.sa_conn
             sa_tx = sa_conn.begin_nested()
         self._frame = Frame(self.connection, sa_conn, sa_tx, parent)
-        self._token = _frames.set({**_frames.get(), name: self._frame})
+        self._token = bind(self._frame)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         frame, token = self._frame, self._token
         assert frame is not None and token is not None
         self._frame = self._token = None
+        unbind(token)
         try:
             if exc_type is None:
                 frame.sa_tx.commit()
@@ -176,25 +207,13 @@ class Transaction:
                 frame.sa_tx.rollback()
         except BaseException:
             # a failed COMMIT (e.g. a deferred constraint) rolled everything back
-            _frames.reset(token)
             if frame.parent is None:
                 frame.sa_conn.close()
-            _rolled_back(frame.records)
+            ended(frame, committed=False)
             raise
-        finally:
-            if _frames.get().get(self.connection.name) is frame:
-                _frames.reset(token)
         if frame.parent is None:
             frame.sa_conn.close()
-        if exc_type is not None:
-            _rolled_back(frame.records)
-        elif frame.parent is not None:
-            frame.parent.records.extend(frame.records)   # only the outermost commit is real
-            frame.parent.wrote = frame.parent.wrote or frame.wrote
-        else:
-            if frame.wrote:
-                _note_write(self.connection.name)
-            _run_hooks(frame.records, "after_commit")
+        ended(frame, committed=exc_type is None)
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)

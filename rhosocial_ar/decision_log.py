@@ -1,0 +1,99 @@
+"""The decision log of coordinated two-phase commits.
+
+    ensure_table(get_connection('orders'))
+    record(get_connection('orders'), gtrid, COMMIT)      # first writer wins
+    decision_of(get_connection('orders'), gtrid)         # 'commit' | 'abort' | None
+
+One table, ``rhosocial_ar_2pc_log``, in one participant database per
+transaction. Its primary key is the global transaction id, so a recovery
+that decides *abort* and a late coordinator that decides *commit* cannot
+both win: the second insert fails. No row means abort (presumed abort).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import sqlalchemy as sa
+
+from .connections import Connection
+from .mixins import utc_now
+
+__all__ = ["ABORT", "COMMIT", "XID_PREFIX", "Xid", "decision_of", "ensure_table", "record"]
+
+COMMIT, ABORT = "commit", "abort"
+XID_PREFIX = "rar_"
+
+_metadata = sa.MetaData()
+log_table = sa.Table(
+    "rhosocial_ar_2pc_log", _metadata,
+    sa.Column("gtrid", sa.String(64), primary_key=True),
+    sa.Column("decision", sa.String(8), nullable=False),
+    sa.Column("decided_at", sa.DateTime, nullable=False),
+)
+
+
+def name_tag(connection_name: str) -> str:
+    """A short stable tag of a connection name, to fit it in a transaction id."""
+    return hashlib.sha1(connection_name.encode()).hexdigest()[:8]
+
+
+class Xid:
+    """``rar_<gtrid>_<branch>_<tag of the log's connection>``: at most 48 bytes."""
+
+    __slots__ = ("gtrid", "branch", "log_tag")
+
+    def __init__(self, gtrid: str, branch: int, log_tag: str) -> None:
+        self.gtrid, self.branch, self.log_tag = gtrid, branch, log_tag
+
+    @classmethod
+    def new_gtrid(cls) -> str:
+        return uuid.uuid4().hex
+
+    @classmethod
+    def parse(cls, text: str) -> Xid | None:
+        parts = text.split("_")
+        if len(parts) != 4 or f"{parts[0]}_" != XID_PREFIX or not parts[2].isdigit():
+            return None
+        return cls(parts[1], int(parts[2]), parts[3])
+
+    def __str__(self) -> str:
+        return f"{XID_PREFIX}{self.gtrid}_{self.branch:02d}_{self.log_tag}"
+
+
+def ensure_table(connection: Connection) -> None:
+    """Create the log table where it is missing (outside any transaction)."""
+    log_table.create(connection.engine, checkfirst=True)
+
+
+def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> None:
+    """Insert the decision; raises IntegrityError when one is already recorded.
+
+    Given a ``Connection`` it commits at once (durable before returning);
+    given a SQLAlchemy connection it writes inside that connection's transaction.
+    """
+    row = {"gtrid": gtrid, "decision": decision, "decided_at": utc_now()}
+    if isinstance(target, Connection):
+        with target.engine.begin() as conn:
+            conn.execute(log_table.insert(), row)
+    else:
+        target.execute(log_table.insert(), row)
+
+
+def decision_of(connection: Connection, gtrid: str) -> str | None:
+    with connection.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(log_table.c.decision).where(log_table.c.gtrid == gtrid)
+        ).scalar()
+    return str(found) if found is not None else None
+
+
+def forget(connection: Connection, gtrid: str) -> None:
+    """Delete a finished transaction's row (its branches are all committed)."""
+    with connection.engine.begin() as conn:
+        conn.execute(log_table.delete().where(log_table.c.gtrid == gtrid))
+
+
+def has_table(connection: Connection) -> bool:
+    return sa.inspect(connection.engine).has_table(log_table.name)

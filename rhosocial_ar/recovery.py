@@ -1,0 +1,134 @@
+"""Finish two-phase transactions left in doubt by a crash.
+
+    report = recover()             # every configured connection
+    report.committed, report.rolled_back, report.skipped
+
+    $ rhosocial-ar recover --app myapp.settings
+
+A prepared branch is committed when the decision log says COMMIT and rolled
+back otherwise (presumed abort); before rolling back, recovery records ABORT
+itself, so a coordinator still running cannot commit afterwards. Running it
+twice, or beside a live coordinator, is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from . import decision_log, dialects
+from .connections import Connection, ConnectionManager
+from .decision_log import ABORT, COMMIT, XID_PREFIX, Xid
+from .mixins import utc_now
+from .twophase import support_problem
+
+__all__ = ["RecoveryReport", "recover"]
+
+log = logging.getLogger("rhosocial_ar")
+
+# log rows of finished transactions are kept this long, then pruned
+KEEP_DECISIONS = timedelta(days=7)
+
+
+@dataclass
+class RecoveryReport:
+    """What ``recover()`` did, as (connection name, transaction id) pairs."""
+
+    committed: list[tuple[str, str]] = field(default_factory=list)
+    rolled_back: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)   # ... and why
+
+    @property
+    def in_doubt(self) -> int:
+        return len(self.skipped)
+
+    def __str__(self) -> str:
+        lines = [f"committed {len(self.committed)}, rolled back {len(self.rolled_back)}, "
+                 f"skipped {len(self.skipped)}"]
+        lines += [f"  skipped {xid} on {name}: {why}" for name, xid, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _decide(log_connection: Connection, gtrid: str) -> str:
+    """The recorded decision, recording ABORT first when there is none."""
+    found = decision_log.decision_of(log_connection, gtrid)
+    if found is not None:
+        return found
+    try:
+        decision_log.record(log_connection, gtrid, ABORT)
+        return ABORT
+    except sa.exc.IntegrityError:
+        # the coordinator recorded its decision in the meantime
+        return decision_log.decision_of(log_connection, gtrid) or ABORT
+
+
+def _log_connections(connections: list[Connection]) -> dict[str, Connection]:
+    return {decision_log.name_tag(c.name): c for c in connections}
+
+
+def recover(names: list[str] | None = None) -> RecoveryReport:
+    """Resolve every in-doubt two-phase branch on the configured connections."""
+    everything = list(ConnectionManager.connections())
+    targets = [c for c in everything if names is None or c.name in names]
+    logs = _log_connections(everything)
+    report = RecoveryReport()
+    decisions: dict[str, str] = {}
+    for conn in targets:
+        if conn.read_only or conn.dialect.name == "sqlite" or support_problem(conn):
+            continue
+        with conn.engine.connect() as sa_conn:
+            xids = dialects.in_doubt_xids(sa_conn, XID_PREFIX)
+        for text in xids:
+            _finish(conn, text, logs, decisions, report)
+    _prune(logs.values(), report)
+    if report.committed or report.rolled_back or report.skipped:
+        log.info("recover(): %s", report)
+    return report
+
+
+def _finish(conn: Connection, text: str, logs: dict[str, Connection],
+            decisions: dict[str, str], report: RecoveryReport) -> None:
+    xid = Xid.parse(text)
+    log_conn = logs.get(xid.log_tag) if xid else None
+    if xid is None or log_conn is None:
+        report.skipped.append((conn.name, text, "its decision log's connection is not configured"))
+        return
+    try:
+        if xid.gtrid not in decisions:
+            decisions[xid.gtrid] = _decide(log_conn, xid.gtrid)
+    except sa.exc.SQLAlchemyError as exc:
+        report.skipped.append((conn.name, text, f"decision log on {log_conn.name!r} "
+                               f"unreadable: {type(getattr(exc, 'orig', None) or exc).__name__}"))
+        return
+    commit = decisions[xid.gtrid] == COMMIT
+    try:
+        with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as sa_conn:
+            dialects.finish_prepared(sa_conn, text, commit=commit)
+    except sa.exc.DBAPIError as exc:
+        if not dialects.is_unknown_xid(exc):
+            raise
+        # finished by someone else meanwhile, or (MySQL) its session is still alive
+        report.skipped.append((conn.name, text, "not available: finished elsewhere or its "
+                               "coordinator's session is still open"))
+        return
+    (report.committed if commit else report.rolled_back).append((conn.name, text))
+
+
+def _prune(log_connections: object, report: RecoveryReport) -> None:
+    """Drop decisions older than ``KEEP_DECISIONS`` from every log table."""
+    cutoff = utc_now() - KEEP_DECISIONS
+    for conn in log_connections:  # type: ignore[attr-defined]
+        if conn.read_only:
+            continue
+        try:
+            if not decision_log.has_table(conn):
+                continue
+            with conn.engine.begin() as sa_conn:
+                sa_conn.execute(decision_log.log_table.delete().where(
+                    decision_log.log_table.c.decided_at < cutoff))
+        except sa.exc.SQLAlchemyError as exc:
+            # pruning is housekeeping; an unreachable database is reported, not fatal
+            report.skipped.append((conn.name, "-", f"log not pruned: {type(exc).__name__}"))

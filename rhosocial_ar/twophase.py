@@ -1,0 +1,297 @@
+"""Two-phase commit: one prepared transaction by hand, or coordinated across connections.
+
+    with two_phase('orders', 'billing'):        # prepare both, log the decision, commit both
+        Order.create(...)                       # on 'orders'
+        Invoice.create(...)                     # on 'billing'
+
+    tx = Transaction(get_connection('orders'), two_phase=True)
+    with tx:                                    # scopes work; does not end the transaction
+        Order.create(...)
+    tx.prepare(); tx.commit()                   # or tx.rollback()
+
+The coordinator prepares every participant, records the commit decision in
+the decision log (a table in a participant database), then commits each.
+Anything failing before the decision rolls all back; after it, ``recover()``
+finishes what is left. One participant without prepared transactions
+(SQLite) may join: it commits last, with the decision row inside its own
+transaction (last-resource commit).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextvars import Token
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import decision_log, dialects
+from .connections import Connection, get_connection
+from .errors import ARError, ConfigurationError, InDoubtError, TwoPhaseAborted, TwoPhaseNotSupported
+from .transaction import Frame, Transaction, bind, current_frame, ended, unbind
+
+__all__ = ["TwoPhaseTransaction", "two_phase"]
+
+log = logging.getLogger("rhosocial_ar")
+
+# test seam: called at each step of the protocol with the step's name, so the
+# crash tests can kill the process exactly there
+crash_point: Callable[[str], None] = lambda step: None  # noqa: E731
+
+_support: dict[int, str | None] = {}
+
+
+def support_problem(connection: Connection) -> str | None:
+    """Why ``connection`` cannot prepare transactions (checked once per engine), or None."""
+    key = id(connection.engine)
+    if key not in _support:
+        _support[key] = dialects.two_phase_problem(connection.engine)
+    return _support[key]
+
+
+def require_support(connection: Connection) -> None:
+    problem = support_problem(connection)
+    if problem is not None:
+        raise TwoPhaseNotSupported(f"connection {connection.name!r}: {problem}")
+
+
+class TwoPhaseTransaction(Transaction):
+    """A transaction that is prepared and then committed or rolled back explicitly."""
+
+    def __init__(self, connection: Connection | str | None = None, *,
+                 isolation_level: str | None = None, two_phase: bool = True,
+                 xid: str | None = None) -> None:
+        super().__init__(connection, isolation_level=isolation_level)
+        require_support(self.connection)
+        self.xid = xid
+        self.state = "new"          # new -> active -> prepared -> committed | rolled back
+        self._branch: Frame | None = None
+        self._scope: Token[Any] | None = None
+
+    def _begin(self) -> Frame:
+        sa_conn = self.connection.engine.connect()
+        try:
+            if self.isolation_level:
+                sa_conn.execution_options(isolation_level=self.isolation_level)
+            sa_tx = sa_conn.begin_twophase(self.xid)
+        except BaseException:
+            sa_conn.close()
+            raise
+        self.xid = sa_tx.xid
+        self.state = "active"
+        return Frame(self.connection, sa_conn, sa_tx, None)
+
+    def __enter__(self) -> TwoPhaseTransaction:
+        if self._scope is not None:
+            raise ARError("this transaction's block is already open")
+        if self.state not in ("new", "active"):
+            raise ARError(f"the two-phase transaction is {self.state}; no more work can join it")
+        if current_frame(self.connection.name) is not None:
+            raise ConfigurationError(
+                f"a transaction is already open on {self.connection.name!r}; a two-phase "
+                f"transaction cannot be nested in it"
+            )
+        if self._branch is None:
+            self._branch = self._begin()
+        self._scope = bind(self._branch)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._scope is not None
+        unbind(self._scope)
+        self._scope = None
+        if exc_type is not None:
+            self.rollback()
+
+    def prepare(self) -> None:
+        """Phase one: the database promises it can commit (PREPARE TRANSACTION / XA PREPARE)."""
+        branch = self._require("active", "prepare")
+        try:
+            branch.sa_tx.prepare()
+        except BaseException:
+            self._discard(branch, rolled_back=True)
+            raise
+        self.state = "prepared"
+
+    def commit(self) -> None:
+        """Phase two (prepares first if needed); a failure after prepare raises ``InDoubtError``."""
+        if self.state == "active":
+            self.prepare()
+        branch = self._require("prepared", "commit")
+        try:
+            branch.sa_tx.commit()
+        except BaseException as exc:
+            self._discard(branch, rolled_back=False)
+            self.state = "in doubt"
+            raise InDoubtError(
+                f"commit of prepared transaction {self.xid} on {self.connection.name!r} failed "
+                f"({type(exc).__name__}); its outcome is in doubt", str(self.xid)
+            ) from exc
+        self.state = "committed"
+        branch.sa_conn.close()
+        ended(branch, committed=True)
+
+    def rollback(self) -> None:
+        """Undo the transaction, prepared or not; does nothing once it has ended."""
+        branch = self._branch
+        if branch is None or self.state not in ("active", "prepared"):
+            self.state = "rolled back" if self.state == "new" else self.state
+            return
+        try:
+            branch.sa_tx.rollback()
+        finally:
+            self._discard(branch, rolled_back=True)
+
+    def _require(self, state: str, action: str) -> Frame:
+        if self._scope is not None:
+            raise ARError(f"cannot {action} inside the transaction's own block")
+        if self.state != state or self._branch is None:
+            raise ARError(f"cannot {action} a two-phase transaction that is {self.state}")
+        return self._branch
+
+    def _discard(self, branch: Frame, rolled_back: bool) -> None:
+        # a psycopg2 connection can come back from a failed prepared transaction
+        # still in its prepared state; never return such a connection to the pool
+        if self.state == "prepared" or not rolled_back:
+            branch.sa_conn.invalidate()
+        branch.sa_conn.close()
+        if rolled_back:
+            self.state = "rolled back"
+            ended(branch, committed=False)
+
+    @property
+    def sa_connection(self) -> sa.Connection:
+        if self._branch is None:
+            raise ARError("the transaction has not begun")
+        return self._branch.sa_conn
+
+    def __repr__(self) -> str:
+        return f"<TwoPhaseTransaction {self.connection.name!r} {self.xid} {self.state}>"
+
+
+class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'): ...
+    """Coordinate one atomic transaction across several connections."""
+
+    def __init__(self, *names: str) -> None:
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ConfigurationError("two_phase() takes two or more distinct connection names")
+        connections = [get_connection(n) for n in names]
+        for conn in connections:
+            if conn.read_only:
+                raise ConfigurationError(f"connection {conn.name!r} is read-only")
+        problems = {c.name: support_problem(c) for c in connections}
+        lacking = [n for n, p in problems.items() if p is not None]
+        if len(lacking) > 1:
+            details = "; ".join(f"{n}: {problems[n]}" for n in lacking)
+            raise TwoPhaseNotSupported(
+                f"at most one participant may lack two-phase commit (it commits last); "
+                f"{len(lacking)} do: {details}"
+            )
+        self.last_resource = next((c for c in connections if c.name in lacking), None)
+        self.log_connection = self.last_resource or connections[0]
+        decision_log.ensure_table(self.log_connection)
+        self.gtrid = decision_log.Xid.new_gtrid()
+        tag = decision_log.name_tag(self.log_connection.name)
+        self.branches = [
+            TwoPhaseTransaction(conn, xid=str(decision_log.Xid(self.gtrid, i, tag)))
+            for i, conn in enumerate(c for c in connections if c is not self.last_resource)
+        ]
+        self._last: Transaction | None = None
+
+    def __enter__(self) -> two_phase:
+        entered: list[Any] = []
+        try:
+            for branch in self.branches:
+                branch.__enter__()
+                entered.append(branch)
+            if self.last_resource is not None:
+                self._last = Transaction(self.last_resource)
+                self._last.__enter__()
+        except BaseException:
+            for branch in reversed(entered):
+                branch.__exit__(None, None, None)
+            self._rollback_all()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        last_frame = self._last._frame if self._last is not None else None
+        if self._last is not None and self._last._token is not None:
+            unbind(self._last._token)      # we end it ourselves below
+            self._last._token = None
+        for branch in reversed(self.branches):
+            branch.__exit__(None, None, None)
+        if exc_type is not None:
+            self._rollback_all(last_frame)
+            return
+        self._finish(last_frame)
+
+    def _finish(self, last_frame: Frame | None) -> None:
+        try:
+            crash_point("before_prepare")
+            for i, branch in enumerate(self.branches):
+                if i:
+                    crash_point("between_prepares")
+                branch.prepare()
+            crash_point("after_prepares")
+            self._decide(last_frame)
+        except BaseException:
+            self._rollback_all(last_frame)
+            raise
+        crash_point("after_decision")
+        failed = []
+        for i, branch in enumerate(self.branches):
+            if i:
+                crash_point("between_commits")
+            try:
+                branch.commit()
+            except InDoubtError as exc:
+                failed.append(exc)
+        if failed:
+            raise InDoubtError(
+                f"two-phase transaction {self.gtrid} was decided commit, but "
+                f"{len(failed)} participant(s) did not confirm; run recover() to finish it",
+                self.gtrid,
+            ) from failed[0]
+        crash_point("after_commits")
+        try:
+            decision_log.forget(self.log_connection, self.gtrid)
+        except sa.exc.SQLAlchemyError:
+            # committed everywhere; a leftover row only costs recover() a lookup
+            log.warning("could not remove the log row of %s", self.gtrid, exc_info=True)
+
+    def _decide(self, last_frame: Frame | None) -> None:
+        """Durably record COMMIT: first writer wins against a recovery's ABORT."""
+        try:
+            if last_frame is not None:
+                decision_log.record(last_frame.sa_conn, self.gtrid, decision_log.COMMIT)
+                last_frame.sa_tx.commit()          # the last resource commits with the decision
+                last_frame.sa_conn.close()
+                ended(last_frame, committed=True)
+                self._last = None
+            else:
+                decision_log.record(self.log_connection, self.gtrid, decision_log.COMMIT)
+        except sa.exc.IntegrityError as exc:
+            raise TwoPhaseAborted(
+                f"two-phase transaction {self.gtrid} was already decided abort (by recover()); "
+                f"every participant rolls back"
+            ) from exc
+
+    def _rollback_all(self, last_frame: Frame | None = None) -> None:
+        errors = []
+        for branch in self.branches:
+            try:
+                branch.rollback()
+            except sa.exc.SQLAlchemyError as exc:   # recover() rolls back what is left
+                errors.append(exc)
+        if last_frame is not None and self._last is not None:
+            self._last = None
+            try:
+                last_frame.sa_tx.rollback()
+            finally:
+                last_frame.sa_conn.close()
+                ended(last_frame, committed=False)
+        for error in errors:
+            log.warning("rollback of a two-phase branch failed (recover() will finish it): %s",
+                        error)
