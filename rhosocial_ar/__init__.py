@@ -12,6 +12,7 @@
     User.where(username='ann').first()
 """
 
+from . import decision_log, dialects, routing, twophase
 from .connections import Connection, ConnectionManager, get_connection
 from .errors import (
     ARError,
@@ -19,6 +20,7 @@ from .errors import (
     ConnectionNotFound,
     CrossConnectionError,
     InDoubtError,
+    MigrationError,
     QueryError,
     ReadOnlyError,
     RecordNotFound,
@@ -51,6 +53,7 @@ __all__ = [
     "HasOne",
     "InDoubtError",
     "IntegerPKMixin",
+    "MigrationError",
     "OptimisticLockMixin",
     "Query",
     "QueryError",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,3 +51,35 @@ def restart_mariadb(url: str) -> None:
     subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background",
                     "--exec", "/usr/sbin/mariadbd"], check=True, capture_output=True, timeout=60)
     _wait(url)
+
+
+@contextlib.contextmanager
+def scratch_postgresql(**settings: str) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (initdb defaults plus ``settings``); yields its URL."""
+    from tests.standby import _as_os_user, _bindir, _chown, _free_port
+
+    bindir = _bindir(150000)
+    base = Path(tempfile.mkdtemp(prefix="rar-scratch-pg-", dir="/dev/shm"
+                                 if Path("/dev/shm").is_dir() else None))
+    _chown(base)
+    data, port, run_as = base / "data", _free_port(), _as_os_user()
+    subprocess.run([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                    "--no-sync"], check=True, capture_output=True, timeout=120, **run_as)
+    options = [f"-c{k}={v}" for k, v in {"listen_addresses": "127.0.0.1", "port": str(port),
+                                         "unix_socket_directories": str(base), "fsync": "off",
+                                         **settings}.items()]
+    server = subprocess.Popen([str(bindir / "postgres"), "-D", str(data), *options],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True, **run_as)
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    try:
+        _wait(url, timeout=30)
+        yield url
+    finally:
+        server.send_signal(signal.SIGINT)      # fast shutdown
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(base, ignore_errors=True)
