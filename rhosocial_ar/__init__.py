@@ -12,7 +12,6 @@
     User.where(username='ann').first()
 """
 
-from . import decision_log, dialects, routing, twophase
 from .connections import Connection, ConnectionManager, get_connection
 from .errors import (
     ARError,
