@@ -36,6 +36,7 @@ from .recovery import RecoveryReport, recover
 from .relation import BelongsTo, HasMany, HasOne
 from .schema import Field
 from .transaction import Transaction
+from .transfer import TransferResult, transfer
 from .twophase import two_phase
 
 __all__ = [
@@ -64,10 +65,12 @@ __all__ = [
     "TimestampMixin",
     "Transaction",
     "RecoveryReport",
+    "TransferResult",
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
     "get_connection",
     "recover",
+    "transfer",
     "two_phase",
 ]

@@ -55,7 +55,7 @@ class Query(Generic[M]):
     """An immutable query over one model; every method returns a new query."""
 
     __slots__ = ("model", "_using", "_wheres", "_order", "_limit", "_offset", "_select", "_scope",
-                 "_with", "_joins")
+                 "_with", "_joins", "_lock")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
@@ -68,6 +68,7 @@ class Query(Generic[M]):
         self._scope = "live"
         self._with: tuple[str, ...] = ()
         self._joins: tuple[str, ...] = ()
+        self._lock = False
 
     @property
     def _meta(self) -> ModelMeta:
@@ -172,6 +173,10 @@ class Query(Generic[M]):
                 )
         return self._copy(_joins=tuple(dict.fromkeys((*self._joins, *names))))
 
+    def for_update(self) -> Query[M]:
+        """Lock the selected rows until the transaction ends (``SELECT ... FOR UPDATE``)."""
+        return self._copy(_lock=True)
+
     def with_deleted(self) -> Query[M]:
         """Include soft-deleted rows."""
         return self._copy(_scope="all")
@@ -196,7 +201,7 @@ class Query(Generic[M]):
                 return None
             order.append(item)
         return (self._select, tuple(wheres), tuple(order), self._limit is not None,
-                self._offset is not None, self._scope, self._joins)
+                self._offset is not None, self._scope, self._joins, self._lock)
 
     def _criteria(self) -> tuple[list[Any], dict[str, Any]]:
         meta = self._meta
@@ -266,6 +271,8 @@ class Query(Generic[M]):
                 stmt = stmt.limit(sa.bindparam("_ar_limit", type_=sa.Integer))
             if self._offset is not None:
                 stmt = stmt.offset(sa.bindparam("_ar_offset", type_=sa.Integer))
+            if self._lock:
+                stmt = stmt.with_for_update()
             if shape is not None:
                 if len(cache) >= _QUERY_CACHE_LIMIT:
                     cache.clear()

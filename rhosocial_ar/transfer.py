@@ -1,0 +1,197 @@
+"""Move or copy rows between connections, each batch atomic across both databases.
+
+    result = transfer(LegacyUser.where(active=True), ModernUser,
+                      map={'email': 'email_address', 'name': lambda u: f'{u.first} {u.last}'},
+                      batch_size=1000, delete_source=True)
+    result.rows, result.batches, result.strategy, result.seconds
+
+Rows are read in keyset order of the source's primary key and written with a
+single-statement upsert on ``conflict_keys`` (the target's primary key by
+default), so writing a batch twice changes nothing. Per batch:
+
+- ``two-phase``: both databases prepare, the decision is logged, both commit;
+- ``last-resource``: one side is SQLite and commits last with the decision;
+- ``idempotent``: neither side can prepare (two SQLite files): the target is
+  upserted and committed, then the source rows are deleted; a crash between
+  the two leaves rows in both, and the re-run upserts them again (no
+  duplicate) before deleting them;
+- ``local``: both models on one connection: one ordinary transaction.
+
+After a crash, run ``recover()`` (two-phase strategies) and the same
+``transfer()`` again: it continues where it stopped, and every row ends up
+exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import routing
+from .errors import ConfigurationError, QueryError
+from .query import Query
+from .transaction import Transaction
+from .twophase import support_problem, two_phase
+
+__all__ = ["TransferResult", "transfer"]
+
+# test seam: called with 'between_sides' (idempotent strategy) and
+# 'after_batch' so the crash tests can kill the process there
+crash_point: Callable[[str], None] = lambda step: None  # noqa: E731
+
+Mapper = Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What ``transfer()`` did."""
+
+    rows: int
+    batches: int
+    strategy: str
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else float("inf")
+
+
+def _mapper(source: Any, target: Any, spec: Mapping[str, Any] | Mapper | None) -> Mapper:
+    """Turn ``map=`` into a function from a source record to a target row."""
+    if callable(spec):
+        return spec
+    target_fields = target.__ar_meta__.names
+    if spec is None:
+        shared = [n for n in target_fields if n in source.__ar_meta__.name_set]
+        if not shared:
+            raise ConfigurationError(
+                f"{source.__name__} and {target.__name__} share no column names; pass map="
+            )
+        return lambda record: {n: getattr(record, n) for n in shared}
+    for name, how in spec.items():
+        target.__ar_meta__.column(name)
+        if isinstance(how, str):
+            source.__ar_meta__.column(how)
+        elif not callable(how):
+            raise ConfigurationError(f"map[{name!r}] must be a source column name or a function")
+    return lambda record: {
+        name: getattr(record, how) if isinstance(how, str) else how(record)
+        for name, how in spec.items()
+    }
+
+
+def _strategy(source_name: str, target_name: str) -> str:
+    if source_name == target_name:
+        return "local"
+    lacking = [n for n in (source_name, target_name)
+               if support_problem(routing.get_connection(n)) is not None]
+    return {0: "two-phase", 1: "last-resource"}.get(len(lacking), "idempotent")
+
+
+def _progress(total: int, enabled: bool, label: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, nothing when stderr is a file or pipe
+    return tqdm(total=total, unit="row", desc=label, disable=None, leave=True)
+
+
+def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapper | None = None,  # noqa: A002
+             batch_size: int = 1000, delete_source: bool = False,
+             conflict_keys: list[str] | None = None, progress: bool = True) -> TransferResult:
+    """Copy (or with ``delete_source`` move) the rows of ``source_query`` into ``target_model``."""
+    query: Query[Any] = source_query if isinstance(source_query, Query) else source_query.query()
+    source = query.model
+    if query._order or query._limit is not None or query._offset is not None:
+        raise QueryError("transfer() pages by primary key; remove order_by/limit/offset")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigurationError(f"batch_size must be a positive integer, not {batch_size!r}")
+    keys = list(conflict_keys or target_model.__ar_meta__.require_pk("transfer"))
+    for key in keys:
+        target_model.__ar_meta__.column(key)
+    source_pks = source.__ar_meta__.require_pk("transfer")
+    to_row = _mapper(source, target_model, map)
+    source_name = routing.connection_name_for(source, query._using)
+    target_name = routing.connection_name_for(target_model)
+    for name in (source_name, target_name):
+        if routing.get_connection(name).read_only and (name == target_name or delete_source):
+            raise ConfigurationError(f"connection {name!r} is read-only")
+    strategy = _strategy(source_name, target_name)
+    query = query.using(source_name)
+
+    started = time.perf_counter()
+    bar = _progress(query.count(), progress,
+                    f"{source.__name__}@{source_name} -> {target_model.__name__}@{target_name}")
+    rows = batches = 0
+    try:
+        for moved in _batches(query, strategy, source_name, target_name, batch_size,
+                              lambda records: _write(records, target_model, to_row, keys,
+                                                     source, source_pks, delete_source,
+                                                     strategy, source_name)):
+            rows += moved
+            batches += 1
+            if bar is not None:
+                bar.update(moved)
+            crash_point("after_batch")
+    finally:
+        if bar is not None:
+            bar.close()
+    return TransferResult(rows, batches, strategy, time.perf_counter() - started)
+
+
+def _batches(query: Query[Any], strategy: str, source_name: str, target_name: str,
+             size: int, write: Callable[[list[Any]], int]) -> Iterator[int]:
+    """Read each batch and write it atomically; yields the rows of each batch."""
+    pks = query._meta.pk_names
+    last: tuple[Any, ...] | None = None
+    while True:
+        page = query._by_pk("asc").limit(size)
+        if last is not None:
+            page = page.where(query._meta.table.c[pks[0]] > last[0]) if len(pks) == 1 else \
+                page.where(_after(query, pks, last))
+        if strategy == "local":
+            with Transaction(source_name):
+                records = page.for_update().all()
+                count = write(records) if records else 0
+        elif strategy == "idempotent":
+            records = page.all()
+            count = write(records) if records else 0
+        else:
+            with two_phase(source_name, target_name):
+                records = page.for_update().all()     # read inside: locked until the end
+                count = write(records) if records else 0
+        if not records:
+            return
+        last = tuple(getattr(records[-1], n) for n in pks)
+        yield count
+        if len(records) < size:
+            return
+
+
+def _after(query: Query[Any], pks: tuple[str, ...], last: tuple[Any, ...]) -> Any:
+    table = query._meta.table
+    return sa.tuple_(*(table.c[n] for n in pks)) > sa.tuple_(*last)
+
+
+def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], source: Any,
+           source_pks: tuple[str, ...], delete_source: bool, strategy: str,
+           source_name: str) -> int:
+    """Upsert one batch into the target and, when moving, delete it from the source."""
+    target.bulk_insert_or_update([to_row(r) for r in records], conflict_keys=keys,
+                                 batch_size=len(records))
+    if strategy == "idempotent":
+        crash_point("between_sides")
+    if delete_source:
+        doomed = source.using(source_name).with_deleted()
+        if len(source_pks) == 1:
+            doomed.where(**{source_pks[0]: [getattr(r, source_pks[0]) for r in records]}) \
+                .hard_delete()
+        else:
+            for record in records:
+                doomed.where(**{n: getattr(record, n) for n in source_pks}).hard_delete()
+    return len(records)
