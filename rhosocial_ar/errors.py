@@ -19,6 +19,7 @@ __all__ = [
     "ConnectionNotFound",
     "CrossConnectionError",
     "InDoubtError",
+    "MigrationError",
     "QueryError",
     "ReadOnlyError",
     "RecordNotFound",
@@ -72,6 +73,10 @@ class InDoubtError(ARError):
     def __init__(self, message: str, xid: str) -> None:
         super().__init__(message)
         self.xid = xid
+
+
+class MigrationError(ARError):
+    """A migration command cannot run: no migrations yet, an unknown revision, a database behind."""
 
 
 class QueryError(ARError, ValueError):

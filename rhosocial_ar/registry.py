@@ -34,10 +34,19 @@ def models_of_table(table: Any) -> list[Any]:
     return list(_by_table.get(table, ()))
 
 
+# names for the constraints models declare without one (unique=True, foreign_key=...),
+# the same on every dialect, so that a migration can drop what an earlier one created
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+}
+
+
 def metadata_for(connection_name: str) -> sa.MetaData:
     """The MetaData that holds the tables of the models on one connection."""
     if connection_name not in _metadata:
-        _metadata[connection_name] = sa.MetaData()
+        _metadata[connection_name] = sa.MetaData(naming_convention=NAMING_CONVENTION)
     return _metadata[connection_name]
 
 

@@ -1,0 +1,461 @@
+"""Alembic migrations per connection: one environment, one chain per connection.
+
+    from rhosocial_ar import migrate
+
+    migrate.revision('sales', 'create invoices', autogenerate=True)  # migrations/sales/versions/
+    migrate.upgrade('sales')          # runs the 'sales' chain only -> ('3f2a9c1b7d4e',)
+    migrate.current('sales')          # ('3f2a9c1b7d4e',)
+    migrate.check('sales')            # [] while models and database agree
+
+``migrations/`` holds one ``env.py`` and ``script.py.mako`` for every
+connection, and a version directory per connection (``migrations/<name>/versions/``);
+each database gets a version table per connection (``alembic_version_<name>``),
+so two connections can share a database. Autogenerate compares the tables of
+the models whose ``__connection__`` is the connection with that connection's
+database and leaves other connections' tables and every version table alone.
+Each function here also has an ``*_all`` variant (see :func:`all_names`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.operations.ops import DropIndexOp, DropTableOp, ModifyTableOps
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+
+from . import registry
+from .connections import ConnectionManager, get_connection
+from .errors import MigrationError, ReadOnlyError
+
+__all__ = [
+    "DEFAULT_DIRECTORY", "RevisionInfo", "all_names", "check", "check_all", "current",
+    "current_all", "describe", "downgrade", "downgrade_all", "heads", "history", "init",
+    "revision", "revision_all", "run_environment", "stamp", "upgrade", "upgrade_all",
+    "version_table", "versions_dir",
+]
+
+DEFAULT_DIRECTORY = "migrations"
+VERSION_TABLE_PREFIX = "alembic_version"
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "migrations"
+TEMPLATE_FILES = ("env.py", "script.py.mako")
+# the Config attribute that tells env.py which connection a run is for
+CONNECTION_ATTRIBUTE = "rhosocial_ar.connection"
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_MAX_IDENTIFIER = 63      # PostgreSQL's limit; MySQL allows 64
+
+PathLike = str | Path
+
+
+class RevisionInfo(NamedTuple):
+    """One revision of a connection's chain, as :func:`history` lists it."""
+
+    revision: str
+    down_revision: str | tuple[str, ...] | None
+    message: str
+    is_head: bool
+    path: Path
+
+
+# -- names and places ---------------------------------------------------------
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise MigrationError(
+            f"connection name {name!r} cannot name a migrations directory; "
+            "use letters, digits, '_', '.' and '-'"
+        )
+    return name
+
+
+def version_table(name: str) -> str:
+    """The table that records where ``name``'s database is in its chain: ``alembic_version_<name>``."""
+    table = f"{VERSION_TABLE_PREFIX}_{re.sub(r'[^a-z0-9_]', '_', _check_name(name).lower())}"
+    if len(table) > _MAX_IDENTIFIER:
+        raise MigrationError(f"connection name {name!r} is too long for a version table name")
+    return table
+
+
+def versions_dir(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> Path:
+    """Where ``name``'s revision files live: ``<directory>/<name>/versions``."""
+    return Path(directory) / _check_name(name) / "versions"
+
+
+def init(directory: PathLike = DEFAULT_DIRECTORY) -> list[Path]:
+    """Create ``env.py`` and ``script.py.mako`` in ``directory`` unless present; returns the files written."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename in TEMPLATE_FILES:
+        target = root / filename
+        if not target.exists():
+            shutil.copyfile(TEMPLATE / filename, target)
+            written.append(target)
+    return written
+
+
+def _chains(directory: PathLike) -> list[str]:
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "versions").is_dir() and _NAME.match(p.name))
+
+
+def _model_connections() -> list[str]:
+    """Configured connections that take writes and have models."""
+    configured = {c.name: c for c in ConnectionManager.connections()}
+    return sorted(
+        name for name, metadata in registry.tables_by_connection().items()
+        if metadata.tables and name in configured and not configured[name].read_only
+    )
+
+
+def all_names(directory: PathLike = DEFAULT_DIRECTORY, *, with_models: bool = False) -> list[str]:
+    """The connections ``--all`` acts on: those with a chain in ``directory``.
+
+    With ``with_models`` (revision and check), also the configured writable
+    connections that have models but no chain yet.
+    """
+    names = set(_chains(directory))
+    if with_models:
+        names |= set(_model_connections())
+    return sorted(names)
+
+
+# -- Alembic configuration ----------------------------------------------------
+
+def _config(name: str, directory: PathLike) -> Config:
+    """An Alembic Config for one connection's chain (the connection must be configured)."""
+    get_connection(name)   # raises ConnectionNotFound for an unknown name
+    root = Path(directory)
+    config = Config(stdout=io.StringIO(), cmd_opts=argparse.Namespace(quiet=True),
+                    attributes={CONNECTION_ATTRIBUTE: name})
+    for option, value in (
+        ("script_location", str(root)),
+        ("version_locations", str(versions_dir(name, root))),
+        ("path_separator", "newline"),
+    ):
+        config.set_main_option(option, value.replace("%", "%%"))
+    return config
+
+
+def _no_migrations(name: str, directory: PathLike) -> MigrationError:
+    return MigrationError(
+        f"no migrations yet for connection {name!r} in {versions_dir(name, directory)}; "
+        f"create the first with: rhosocial-ar db revision -c {name} --autogenerate -m MESSAGE"
+    )
+
+
+def _script(name: str, directory: PathLike, config: Config) -> ScriptDirectory:
+    """The chain of ``name``; raises ``MigrationError`` when it has no revision yet."""
+    if not versions_dir(name, directory).is_dir() or not (Path(directory) / "env.py").is_file():
+        raise _no_migrations(name, directory)
+    with _alembic_errors(name):
+        script = ScriptDirectory.from_config(config)
+        if not script.get_heads():
+            raise _no_migrations(name, directory)
+    return script
+
+
+@contextmanager
+def _alembic_errors(name: str) -> Iterator[None]:
+    """Re-raise Alembic's command errors as ``MigrationError`` naming the connection."""
+    try:
+        yield
+    except CommandError as exc:
+        raise MigrationError(f"connection {name!r}: {exc}") from exc
+
+
+def _writable(name: str) -> None:
+    if get_connection(name).read_only:
+        raise ReadOnlyError(f"connection {name!r} is read-only; migrations write to its database")
+
+
+# -- commands -----------------------------------------------------------------
+
+def revision(name: str, message: str, autogenerate: bool = False,
+             directory: PathLike = DEFAULT_DIRECTORY) -> Path | None:
+    """Write a new revision file in ``name``'s chain and return its path.
+
+    With ``autogenerate`` the file holds what turns the database into the
+    models, and nothing is written (None is returned) when they already agree.
+    """
+    config = _config(name, directory)
+    init(directory)
+    versions = versions_dir(name, directory)
+    # made here, so removed again when no revision ends up in them
+    made = [path for path in (versions.parent, versions) if not path.exists()]
+    versions.mkdir(parents=True, exist_ok=True)
+    try:
+        if autogenerate:
+            _require_head(name, ScriptDirectory.from_config(config), "autogenerate a revision")
+        with _alembic_errors(name):
+            result = command.revision(config, message=message, autogenerate=autogenerate,
+                                      process_revision_directives=_tidy)
+    finally:
+        if made and not any(versions.glob("*.py")):
+            shutil.rmtree(made[0])
+    script = result[0] if isinstance(result, list) and result else result
+    if script is None or isinstance(script, list):
+        return None
+    return Path(script.path)
+
+
+def _tidy(context: Any, revision: Any, directives: list[Any]) -> None:
+    """Autogenerate writes no file when it found nothing to do, and drops no index of a table
+    it drops (MySQL refuses to drop an index a foreign key needs; the table takes it along)."""
+    if not directives:
+        return
+    script = directives[0]
+    for ops in (*script.upgrade_ops_list, *script.downgrade_ops_list):
+        dropped = {(op.schema, op.table_name) for op in ops.ops if isinstance(op, DropTableOp)}
+        ops.ops[:] = [op for op in ops.ops if not _drops_index_of(op, dropped)]
+    if all(ops.is_empty() for ops in script.upgrade_ops_list):
+        directives[:] = []
+
+
+def _drops_index_of(op: Any, tables: set[tuple[str | None, str]]) -> bool:
+    if isinstance(op, ModifyTableOps):
+        op.ops[:] = [inner for inner in op.ops if not _drops_index_of(inner, tables)]
+        return (op.schema, op.table_name) in tables and not op.ops
+    return isinstance(op, DropIndexOp) and (op.schema, op.table_name) in tables
+
+
+def _require_head(name: str, script: ScriptDirectory, doing: str) -> None:
+    at, head = set(current(name)), set(script.get_heads())
+    if at != head:
+        raise MigrationError(
+            f"connection {name!r}: the database is at {_ids(at)}, its migrations' head is "
+            f"{_ids(head)}; run `rhosocial-ar db upgrade -c {name}` before you {doing}"
+        )
+
+
+def _ids(revisions: Any) -> str:
+    return ", ".join(sorted(revisions)) or "<base>"
+
+
+def upgrade(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+    """Run ``name``'s migrations up to ``revision``; returns the revisions the database is now at."""
+    _writable(name)
+    config = _config(name, directory)
+    _script(name, directory, config)
+    with _alembic_errors(name):
+        command.upgrade(config, revision)
+    return current(name)
+
+
+def downgrade(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+    """Undo ``name``'s migrations down to ``revision`` ('-1', an id, 'base'); returns where it is now."""
+    _writable(name)
+    config = _config(name, directory)
+    _script(name, directory, config)
+    with _alembic_errors(name):
+        command.downgrade(config, revision)
+    return current(name)
+
+
+def stamp(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+    """Record ``revision`` in ``name``'s version table without running any migration."""
+    _writable(name)
+    config = _config(name, directory)
+    _script(name, directory, config)
+    with _alembic_errors(name):
+        command.stamp(config, revision)
+    return current(name)
+
+
+def current(name: str) -> tuple[str, ...]:
+    """The revisions ``name``'s database is at: () before the first upgrade, else usually one id."""
+    table = version_table(name)
+    with get_connection(name).engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": table})
+        return tuple(context.get_current_heads())
+
+
+def heads(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+    """The newest revisions of ``name``'s chain (one unless it branched)."""
+    return tuple(_script(name, directory, _config(name, directory)).get_heads())
+
+
+def history(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> list[RevisionInfo]:
+    """The revisions of ``name``'s chain, newest first; reads files only, not the database."""
+    script = _script(name, directory, _config(name, directory))
+    tips = set(script.get_heads())
+    infos = []
+    for rev in script.walk_revisions():
+        down = rev.down_revision
+        parents = tuple(down) if isinstance(down, list | tuple) else down
+        infos.append(RevisionInfo(rev.revision, parents, rev.doc or "", rev.revision in tips,
+                                  Path(rev.path)))
+    return infos
+
+
+def check(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> list[str]:
+    """What differs between ``name``'s models and its database, one line each; [] when they agree.
+
+    A database that is not at its chain's head counts as a difference.
+    """
+    config = _config(name, directory)
+    script = _script(name, directory, config)
+    found: list[str] = []
+
+    def compare(_revision: Any, context: MigrationContext) -> list[Any]:
+        at, tips = set(context.get_current_heads()), set(script.get_heads())
+        if at != tips:
+            found.append(f"the database is at {_ids(at)}, the migrations' head is {_ids(tips)}: "
+                         f"run upgrade")
+        else:
+            diffs = compare_metadata(context, context.opts["target_metadata"])
+            found.extend(describe(diff) for diff in diffs)
+        return []
+
+    with _alembic_errors(name), EnvironmentContext(config, script, fn=compare):
+        script.run_env()
+    return found
+
+
+# -- every connection at once -------------------------------------------------
+
+def revision_all(message: str, autogenerate: bool = False,
+                 directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, Path | None]:
+    """:func:`revision` for every connection with a chain or with models."""
+    return {name: revision(name, message, autogenerate, directory)
+            for name in _names(directory, with_models=True)}
+
+
+def upgrade_all(revision: str = "head",
+                directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, tuple[str, ...]]:
+    """:func:`upgrade` every connection that has a chain, one after the other."""
+    return {name: upgrade(name, revision, directory) for name in _names(directory)}
+
+
+def downgrade_all(revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, tuple[str, ...]]:
+    """:func:`downgrade` every connection that has a chain (``revision`` is usually '-1' or 'base')."""
+    return {name: downgrade(name, revision, directory) for name in _names(directory)}
+
+
+def current_all(directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, tuple[str, ...]]:
+    """:func:`current` of every connection that has a chain."""
+    return {name: current(name) for name in _names(directory)}
+
+
+def check_all(directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, list[str]]:
+    """:func:`check` every connection with a chain or models; a connection without migrations differs."""
+    found = {}
+    for name in _names(directory, with_models=True):
+        try:
+            found[name] = check(name, directory)
+        except MigrationError as exc:   # no chain yet: reported as this connection's difference
+            found[name] = [str(exc)]
+    return found
+
+
+def _names(directory: PathLike, with_models: bool = False) -> list[str]:
+    names = all_names(directory, with_models=with_models)
+    if not names:
+        what = "migrations or models" if with_models else "migrations"
+        raise MigrationError(f"no connection has {what} yet (looked in {directory})")
+    return names
+
+
+# -- env.py -------------------------------------------------------------------
+
+def run_environment(**options: Any) -> None:
+    """Run one connection's migrations; ``env.py`` calls this, Alembic supplies the context.
+
+    ``options`` go to ``context.configure()``; an ``include_name`` or
+    ``include_object`` given there narrows ours instead of replacing it.
+    """
+    from alembic import context
+
+    name = context.config.attributes.get(CONNECTION_ATTRIBUTE)
+    if name is None:
+        raise MigrationError(
+            "env.py runs through `rhosocial-ar db` or rhosocial_ar.migrate, which say "
+            "which connection to migrate; plain `alembic` commands cannot"
+        )
+    metadata = registry.tables_by_connection().get(name) or sa.MetaData()
+    settings: dict[str, Any] = {
+        "target_metadata": metadata,
+        "version_table": version_table(name),
+        "render_as_batch": True,      # ALTERs SQLite can run; plain ALTER elsewhere
+        "compare_type": True,
+        "include_name": _include_name(name, metadata),
+    }
+    for key in ("include_name", "include_object"):
+        if key in options and key in settings:
+            settings[key] = _both(settings[key], options.pop(key))
+    settings.update(options)
+    with get_connection(name).engine.connect() as connection:
+        context.configure(connection=connection, **settings)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+def _include_name(name: str, metadata: sa.MetaData) -> Callable[..., bool]:
+    """Skip every version table and the tables of other connections' models."""
+    own = set(metadata.tables)
+    others = {key for other, md in registry.tables_by_connection().items() if other != name
+              for key in md.tables} - own
+
+    def include_name(object_name: str | None, type_: str, parents: dict[str, str | None]) -> bool:
+        if type_ != "table" or object_name is None:
+            return True
+        schema = parents.get("schema_name")
+        key = f"{schema}.{object_name}" if schema else object_name
+        if key in own:
+            return True
+        return key not in others and not object_name.startswith(VERSION_TABLE_PREFIX)
+
+    return include_name
+
+
+def _both(first: Callable[..., bool], second: Callable[..., bool]) -> Callable[..., bool]:
+    return lambda *args: bool(first(*args) and second(*args))
+
+
+# -- readable differences -----------------------------------------------------
+
+def describe(diff: Any) -> str:
+    """One line for an Alembic autogenerate difference, e.g. ``add column users.email``."""
+    if isinstance(diff, list):     # modify_* differences come as a list of tuples
+        return "; ".join(describe(item) for item in diff)
+    kind = diff[0]
+    verb, _, what = kind.partition("_")
+    if what == "table":
+        return f"{verb} table {diff[1].name}"
+    if what == "column":
+        return f"{verb} column {diff[2]}.{diff[3].name} {_type(diff[3].type)}"
+    if what in ("index", "constraint", "fk"):
+        obj = diff[1]
+        label = {"index": "unique index" if getattr(obj, "unique", False) else "index",
+                 "fk": "foreign key"}.get(what, "unique constraint")
+        columns = ", ".join(c.name for c in obj.columns) if hasattr(obj, "columns") else ""
+        return f"{verb} {label} {obj.name or ''} on {obj.table.name}({columns})".replace("  ", " ")
+    if verb == "modify":
+        table, column, old, new = diff[2], diff[3], diff[-2], diff[-1]
+        if what == "type":
+            old, new = _type(old), _type(new)
+        return f"change {what} of {table}.{column}: {old} -> {new}"
+    return repr(diff)
+
+
+def _type(column_type: Any) -> str:
+    try:
+        return str(column_type)
+    except sa.exc.CompileError:   # a type the default dialect cannot render
+        return repr(column_type)
