@@ -7,7 +7,10 @@
 
 The catalogue (artists, albums, genres, media types, tracks) lives on the
 ``catalog`` connection and the sales (customers, invoices, invoice lines) on
-``sales``. The source file is opened as a third, read-only connection
+``sales``. Their tables come from the project's own migrations, one chain per
+connection in ``migrations/catalog/versions/`` and ``migrations/sales/versions/``
+beside this package (``rhosocial-ar db ... --app rhosocial_ar.demo:migration_app``
+works on them). The source file is opened as a third, read-only connection
 ``chinook``; rows come out with ``raw_query`` and go in with ``bulk_insert``.
 The per-artist sales summary is computed from both databases in Python (no
 SQL statement can span two connections) and written with upserts.
@@ -35,6 +38,7 @@ from . import (
     RecordNotFound,
     Transaction,
     get_connection,
+    migrate,
 )
 from .cli import CommandError, describe_error
 
@@ -42,6 +46,8 @@ __all__ = ["Album", "Artist", "ArtistSales", "Customer", "Genre", "Invoice", "In
            "MediaType", "Track", "find_chinook", "run"]
 
 CHINOOK_FILE = Path("shared", "data", "chinook", "Chinook_Sqlite.sqlite")
+# the project's top-level migrations: the demo's chains 'catalog' and 'sales'
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def money(**kwargs: Any) -> Any:
@@ -182,6 +188,37 @@ def find_chinook(explicit: Path | None) -> Path:
             return path
     looked = ", ".join(dict.fromkeys(str(p) for p in candidates))
     raise CommandError(f"Chinook database not found (looked at {looked}); pass --chinook PATH")
+
+
+def find_migrations() -> Path:
+    """The project's ``migrations/`` directory, which holds the demo's chains."""
+    if not (MIGRATIONS / "env.py").is_file():
+        raise CommandError(f"the demo's migrations are not at {MIGRATIONS}; "
+                           "run the demo from a checkout of rhosocial_ar")
+    return MIGRATIONS
+
+
+def migrate_fresh(name: str) -> str:
+    """Downgrade a previous run's tables, then upgrade to the chain's head; says what ran."""
+    directory = find_migrations()
+    steps = []
+    if migrate.current(name):
+        migrate.downgrade(name, "base", directory)
+        steps.append("downgrade to base")
+    revisions = len(migrate.history(name, directory))
+    (head,) = migrate.upgrade(name, "head", directory)
+    steps.append(f"upgrade to {head} ({revisions} revision{'s' if revisions > 1 else ''})")
+    return ", ".join(steps)
+
+
+def migration_app() -> None:
+    """Configure 'catalog' and 'sales' as the demo's default SQLite files in ./demo_data.
+
+    For the command line: ``rhosocial-ar db check --all --app rhosocial_ar.demo:migration_app``.
+    """
+    Path("demo_data").mkdir(exist_ok=True)
+    ConnectionManager.configure({name: {"url": f"sqlite:///demo_data/{name}.db"}
+                                 for name in ("catalog", "sales")})
 
 
 def configure(args: argparse.Namespace, chinook: Path) -> dict[str, str]:
@@ -415,10 +452,9 @@ def setup(args: argparse.Namespace, chinook: Path) -> int:
     show("chinook (read-only)", str(chinook))
     for name, url in urls.items():
         check_reachable(name, url)
-    for model in reversed(ALL_MODELS):
-        model.drop_table()
-    for model in ALL_MODELS:
-        model.create_table()
+    print(f"migrations: the chains in {MIGRATIONS}, one per connection")
+    for name in ("catalog", "sales"):
+        show(name, migrate_fresh(name))
     print("load: raw_query from 'chinook', bulk_insert, one transaction per side")
     total = 0
     for name, models in (("catalog", CATALOG), ("sales", SALES)):
@@ -444,8 +480,8 @@ def run(args: argparse.Namespace) -> int:
         print("a sale: a transaction on 'sales' with a savepoint")
         tour_upsert(tour_transaction())
         if args.drop:
-            for model in reversed(ALL_MODELS):
-                model.drop_table()
+            for name in ("catalog", "sales"):
+                migrate.downgrade(name, "base", find_migrations())
         kept = "tables dropped" if args.drop else "tables kept"
         print(f"done: {rows} rows loaded, {time.perf_counter() - started:.2f} s, {kept}")
         return 0

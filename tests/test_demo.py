@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rhosocial_ar import ConnectionManager
+from rhosocial_ar import ConnectionManager, migrate
 from rhosocial_ar.cli import main
 from rhosocial_ar.demo import ALL_MODELS, find_chinook
 
@@ -108,8 +108,10 @@ def check_databases(catalog_url: str, sales_url: str, source: dict[str, Any]) ->
 
 
 def drop_demo_tables(*urls: str) -> None:
-    """Leave the shared test databases as other tests expect them: without the demo's tables."""
+    """Leave the shared test databases as other tests expect them: without the demo's tables
+    and the version tables of its migrations."""
     names = [model.__table__.name for model in ALL_MODELS]
+    names += [migrate.version_table(name) for name in ("catalog", "sales")]
     for url in urls:
         engine = sa.create_engine(url)
         try:
