@@ -335,8 +335,43 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-# one entry per subcommand; `recover` will join here
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_db]
+# -- rhosocial-ar recover: finish in-doubt two-phase transactions --------------------
+
+def _run_recover(args: argparse.Namespace) -> int:
+    """Resolve in-doubt two-phase transactions; exit 1 when some had to be skipped."""
+    from .connections import ConnectionManager
+    from .recovery import recover
+
+    load_app(args.app or os.environ.get(APP_VARIABLE))
+    if not ConnectionManager.names():
+        raise CommandError(f"no connections are configured: pass --app MODULE (or set "
+                           f"${APP_VARIABLE}) naming the module that configures them")
+    names = args.connection or None
+    for name in names or []:
+        ConnectionManager.get(name)
+    report = recover(names)
+    print(report)
+    return 1 if report.skipped else 0
+
+
+def _add_recover(commands: Any) -> None:
+    """Declare ``rhosocial-ar recover``."""
+    parser = commands.add_parser(
+        "recover", help="finish two-phase transactions left in doubt by a crash",
+        description="Find the prepared transactions two_phase() left behind on every "
+        "configured connection (or those given with -c) and commit or roll back each "
+        "according to the decision log. Safe to repeat and to run beside live "
+        "coordinators. Exits 1 when some could not be finished yet (listed).",
+    )
+    parser.add_argument("-c", "--connection", action="append", metavar="NAME",
+                        help="only this connection (repeatable); default: all")
+    parser.add_argument("--app", default=None, metavar="MODULE",
+                        help=f"module that configures the connections (default: ${APP_VARIABLE})")
+    parser.set_defaults(handler=_run_recover)
+
+
+# one entry per subcommand
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_db, _add_recover]
 
 
 def build_parser() -> argparse.ArgumentParser:

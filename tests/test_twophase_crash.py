@@ -115,3 +115,21 @@ def test_crash_then_recover(pair_setup, pair, step):
         assert len(source_ids) == ROWS
     else:
         assert len(target_ids) == ROWS
+
+
+def test_recover_command_line(pair_setup, tmp_path):
+    left, right = pair_setup("pg-my")
+    child = subprocess.run([sys.executable, "-m", "tests.twophase_child", left, right,
+                            "after_decision"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+    assert child.returncode == CRASH_EXIT, child.stderr
+    app = tmp_path / "twophase_app.py"
+    app.write_text("from tests.twophase_child import configure\n"
+                   f"configure({left!r}, {right!r})\n")
+    command = [sys.executable, "-m", "rhosocial_ar.cli", "recover", "--app", str(app)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("committed 2, rolled back 0, skipped 0")
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert again.stdout.startswith("committed 0, rolled back 0, skipped 0")
+    assert sorted(Target.pluck("id")) == list(range(1, ROWS + 1)) and Source.count() == 0
