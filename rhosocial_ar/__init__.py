@@ -55,6 +55,7 @@ __all__ = [
     "IntegerPKMixin",
     "MigrationError",
     "OptimisticLockMixin",
+    "PoolExhausted",
     "Query",
     "QueryError",
     "ReadOnlyError",

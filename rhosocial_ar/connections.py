@@ -18,7 +18,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import ArgumentError
 
 from . import dialects
-from .errors import ConfigurationError, ConnectionNotFound
+from .errors import ConfigurationError, ConnectionNotFound, PoolExhausted
 
 __all__ = ["Connection", "ConnectionManager", "get_connection"]
 
@@ -53,15 +53,45 @@ class Connection:
     def dialect(self) -> Dialect:
         return self.engine.dialect
 
+    def connect(self) -> sa.Connection:
+        """Check a connection out of the pool, with errors that name this connection.
+
+        An exhausted pool raises ``PoolExhausted`` (with the pool settings);
+        a failure to reach the database is the driver's error, unchanged, with
+        a note naming the connection (never its password).
+        """
+        try:
+            return self.engine.connect()
+        except sa.exc.TimeoutError as exc:
+            raise PoolExhausted(f"connection {self.name!r}: {_pool_text(self.engine.pool)}") from exc
+        except sa.exc.DBAPIError as exc:
+            exc.add_note(f"rhosocial_ar connection {self.name!r} at {self.safe_url}")
+            raise
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
     def dispose(self) -> None:
         """Close the pool's connections (only for engines this library created)."""
         if self._owns_engine:
             self.engine.dispose()
 
     def __repr__(self) -> str:
-        url = self.engine.url.render_as_string(hide_password=True)
+        url = self.safe_url
         flag = " read_only" if self.read_only else ""
         return f"<Connection {self.name!r} {url}{flag}>"
+
+
+def _pool_text(pool: Any) -> str:
+    """What an exhausted pool looked like, in its own settings' words."""
+    size = pool.size() if hasattr(pool, "size") else "?"
+    overflow = getattr(pool, "_max_overflow", "?")
+    timeout = getattr(pool, "_timeout", "?")
+    in_use = pool.checkedout() if hasattr(pool, "checkedout") else "?"
+    return (f"every pooled connection is in use ({in_use} checked out; pool_size={size}, "
+            f"max_overflow={overflow}) and none came back within pool_timeout={timeout} s; "
+            f"raise pool_size/max_overflow or hold connections for less time")
 
 
 def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, bool]:
@@ -97,6 +127,8 @@ def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, b
             raise ConfigurationError(f"connection {name!r}: {exc}") from None
     options = {key: config[key] for key in _ENGINE_KEYS if key in config}
     _check_engine_options(name, options)
+    options["connect_args"] = {**dialects.default_connect_args(url),
+                               **options.get("connect_args", {})}
     try:
         engine = sa.create_engine(url, **options)
     except (ArgumentError, TypeError) as exc:

@@ -82,7 +82,7 @@ def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> Non
 
 
 def decision_of(connection: Connection, gtrid: str) -> str | None:
-    with connection.engine.connect() as conn:
+    with connection.connect() as conn:
         found = conn.execute(
             sa.select(log_table.c.decision).where(log_table.c.gtrid == gtrid)
         ).scalar()

@@ -68,6 +68,29 @@ def connection_url(config: dict[str, Any]) -> URL:
 READ_ONLY_OPTION = "rhosocial_ar_autocommit_read"
 
 
+# seconds a new connection may take; without it libpq waits for the OS (minutes)
+CONNECT_TIMEOUT = 10
+
+
+def default_connect_args(url: URL) -> dict[str, Any]:
+    """Driver options every engine we create gets unless the config overrides them."""
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg2":
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    if url.get_backend_name() in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    return {}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock, lock timeout or serialization failure: the whole transaction may retry."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "pgcode", None)
+    if code is not None:
+        return code in ("40P01", "40001", "55P03")
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return len(args) > 0 and args[0] in (1213, 1205)   # deadlock, lock wait timeout
+
+
 def prepare_engine(engine: Engine) -> None:
     """Make an engine's transactions behave the same on every dialect.
 

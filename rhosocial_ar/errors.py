@@ -20,6 +20,7 @@ __all__ = [
     "CrossConnectionError",
     "InDoubtError",
     "MigrationError",
+    "PoolExhausted",
     "QueryError",
     "ReadOnlyError",
     "RecordNotFound",
@@ -89,3 +90,7 @@ class ReplicaUnavailableWarning(UserWarning):
 
 class TwoPhaseAborted(ARError):
     """A coordinated transaction was rolled back because recovery had decided abort."""
+
+
+class PoolExhausted(ARError):
+    """No pooled connection came free within ``pool_timeout``; the message gives the settings."""

@@ -79,7 +79,7 @@ def recover(names: list[str] | None = None) -> RecoveryReport:
     for conn in targets:
         if conn.read_only or conn.dialect.name == "sqlite" or support_problem(conn):
             continue
-        with conn.engine.connect() as sa_conn:
+        with conn.connect() as sa_conn:
             xids = dialects.in_doubt_xids(sa_conn, XID_PREFIX)
         for text in xids:
             _finish(conn, text, logs, decisions, report)
@@ -105,7 +105,7 @@ def _finish(conn: Connection, text: str, logs: dict[str, Connection],
         return
     commit = decisions[xid.gtrid] == COMMIT
     try:
-        with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as sa_conn:
+        with conn.connect().execution_options(isolation_level="AUTOCOMMIT") as sa_conn:
             dialects.finish_prepared(sa_conn, text, commit=commit)
     except sa.exc.DBAPIError as exc:
         if not dialects.is_unknown_xid(exc):

@@ -112,8 +112,7 @@ def read(model: Any, explicit: str | None, work: Callable[[sa.Connection], R]) -
     name, fallback = read_connection_name(model, explicit)
     origin = fallback or name
     if fallback is None:
-        with reading(get_connection(name)) as sa_conn:
-            return work(sa_conn), origin
+        return _read_once_more(name, work), origin
     try:
         with reading(get_connection(name)) as sa_conn:
             return work(sa_conn), origin
@@ -122,8 +121,27 @@ def read(model: Any, explicit: str | None, work: Callable[[sa.Connection], R]) -
         if not (exc.connection_invalidated or _is_connect_failure(exc)):
             raise
         _mark_down(name, fallback, exc)
-    with reading(get_connection(fallback)) as sa_conn:
-        return work(sa_conn), origin
+    return _read_once_more(fallback, work), origin
+
+
+def _read_once_more(name: str, work: Callable[[sa.Connection], R]) -> R:
+    """Run a read; outside a transaction, retry it once on a connection found dead.
+
+    A server restart leaves dead connections in the pool; SQLAlchemy discards
+    them all on the first failure, so the retry gets a fresh one. A read has
+    no effects, so repeating it is safe; inside a transaction it is not.
+    """
+    connection = get_connection(name)
+    try:
+        with reading(connection) as sa_conn:
+            return work(sa_conn)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated or current_frame(name) is not None:
+            raise
+        log.warning("connection %r: a pooled connection was dead (%s); retrying the read once",
+                    name, type(exc.orig).__name__)
+    with reading(connection) as sa_conn:
+        return work(sa_conn)
 
 
 def _is_connect_failure(exc: sa.exc.DBAPIError) -> bool:

@@ -176,7 +176,7 @@ class Transaction:
         name = self.connection.name
         parent = current_frame(name)
         if parent is None:
-            sa_conn = self.connection.engine.connect()
+            sa_conn = self.connection.connect()
             try:
                 if self.isolation_level:
                     sa_conn.execution_options(isolation_level=self.isolation_level)
@@ -258,6 +258,6 @@ def reading(connection: Connection) -> Iterator[sa.Connection]:
     if frame is not None:
         yield frame.sa_conn
         return
-    with connection.engine.connect() as sa_conn:
+    with connection.connect() as sa_conn:
         sa_conn.execution_options(**{READ_ONLY_OPTION: True})
         yield sa_conn

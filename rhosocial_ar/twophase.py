@@ -70,7 +70,7 @@ class TwoPhaseTransaction(Transaction):
         self._scope: Token[Any] | None = None
 
     def _begin(self) -> Frame:
-        sa_conn = self.connection.engine.connect()
+        sa_conn = self.connection.connect()
         try:
             if self.isolation_level:
                 sa_conn.execution_options(isolation_level=self.isolation_level)
