@@ -42,7 +42,7 @@ def python_blocks(page: str) -> list[tuple[int, str]]:
 def test_pages_exist() -> None:
     expected = {
         "getting-started.md", "connections.md", "models.md", "queries.md",
-        "hooks.md", "transactions.md", "errors.md",
+        "hooks.md", "transactions.md", "errors.md", "migrations.md",
     }
     assert expected <= set(PAGES)
 
