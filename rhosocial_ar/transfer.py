@@ -24,6 +24,7 @@ exactly once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,13 +32,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import routing
+from . import dialects, routing
 from .errors import ConfigurationError, QueryError
 from .query import Query
 from .transaction import Transaction
 from .twophase import support_problem, two_phase
 
 __all__ = ["TransferResult", "transfer"]
+
+log = logging.getLogger("rhosocial_ar")
 
 # test seam: called with 'between_sides' (idempotent strategy) and
 # 'after_batch' so the crash tests can kill the process there
@@ -103,8 +106,13 @@ def _progress(total: int, enabled: bool, label: str) -> Any:
 
 def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapper | None = None,  # noqa: A002
              batch_size: int = 1000, delete_source: bool = False,
-             conflict_keys: list[str] | None = None, progress: bool = True) -> TransferResult:
-    """Copy (or with ``delete_source`` move) the rows of ``source_query`` into ``target_model``."""
+             conflict_keys: list[str] | None = None, progress: bool = True,
+             retries: int = 3) -> TransferResult:
+    """Copy (or with ``delete_source`` move) the rows of ``source_query`` into ``target_model``.
+
+    A batch that hits a deadlock or lock timeout is rolled back on both sides
+    and tried again, up to ``retries`` more times.
+    """
     query: Query[Any] = source_query if isinstance(source_query, Query) else source_query.query()
     source = query.model
     if query._order or query._limit is not None or query._offset is not None:
@@ -129,7 +137,7 @@ def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapp
                     f"{source.__name__}@{source_name} -> {target_model.__name__}@{target_name}")
     rows = batches = 0
     try:
-        for moved in _batches(query, strategy, source_name, target_name, batch_size,
+        for moved in _batches(query, strategy, source_name, target_name, batch_size, retries,
                               lambda records: _write(records, target_model, to_row, keys,
                                                      source, source_pks, delete_source,
                                                      strategy, source_name)):
@@ -145,7 +153,7 @@ def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapp
 
 
 def _batches(query: Query[Any], strategy: str, source_name: str, target_name: str,
-             size: int, write: Callable[[list[Any]], int]) -> Iterator[int]:
+             size: int, retries: int, write: Callable[[list[Any]], int]) -> Iterator[int]:
     """Read each batch and write it atomically; yields the rows of each batch."""
     pks = query._meta.pk_names
     last: tuple[Any, ...] | None = None
@@ -154,23 +162,39 @@ def _batches(query: Query[Any], strategy: str, source_name: str, target_name: st
         if last is not None:
             page = page.where(query._meta.table.c[pks[0]] > last[0]) if len(pks) == 1 else \
                 page.where(_after(query, pks, last))
-        if strategy == "local":
-            with Transaction(source_name):
-                records = page.for_update().all()
-                count = write(records) if records else 0
-        elif strategy == "idempotent":
-            records = page.all()
-            count = write(records) if records else 0
-        else:
-            with two_phase(source_name, target_name):
-                records = page.for_update().all()     # read inside: locked until the end
-                count = write(records) if records else 0
+        for attempt in range(retries + 1):
+            try:
+                records, count = _one_batch(page, strategy, source_name, target_name, write)
+                break
+            except sa.exc.DBAPIError as exc:
+                if not dialects.is_retryable(exc) or attempt == retries:
+                    exc.add_note(f"transfer(): the batch after {last} was rolled back on both "
+                                 f"sides after {attempt + 1} attempt(s); no row of it moved")
+                    raise
+                log.info("transfer(): batch after %s hit %s, retrying", last,
+                         type(exc.orig).__name__)
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
         if not records:
             return
         last = tuple(getattr(records[-1], n) for n in pks)
         yield count
         if len(records) < size:
             return
+
+
+def _one_batch(page: Query[Any], strategy: str, source_name: str, target_name: str,
+               write: Callable[[list[Any]], int]) -> tuple[list[Any], int]:
+    """Read one page and write it, atomically for the strategy."""
+    if strategy == "local":
+        with Transaction(source_name):
+            records = page.for_update().all()
+            return records, write(records) if records else 0
+    if strategy == "idempotent":
+        records = page.all()
+        return records, write(records) if records else 0
+    with two_phase(source_name, target_name):
+        records = page.for_update().all()          # read inside: locked until the end
+        return records, write(records) if records else 0
 
 
 def _after(query: Query[Any], pks: tuple[str, ...], last: tuple[Any, ...]) -> Any:
