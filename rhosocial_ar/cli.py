@@ -271,7 +271,7 @@ def _current(args: argparse.Namespace, name: str) -> None:
     at = migrate.current(name)
     try:
         tips: tuple[str, ...] | None = migrate.heads(name, args.directory)
-    except MigrationError:
+    except MigrationError:   # no chain yet: the database's revision is still worth showing
         tips = None
     print(f"{name}: {_where(name, at, tips)}")
 

@@ -225,3 +225,17 @@ def test_as_a_command(isolated: Path) -> None:
     assert done.stderr.splitlines() == [
         "rhosocial-ar: error: ConnectionNotFound: no connection named 'nope'; "
         "configured: ['shop', 'stats']"]
+
+
+def test_the_demo_migrations_from_the_command_line(isolated: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``--app rhosocial_ar.demo:migration_app`` drives the project's own chains."""
+    directory = str(Path(__file__).resolve().parent.parent / "migrations")
+    app = ["--app", "rhosocial_ar.demo:migration_app", "--directory", directory]
+    code, out, _ = run(capsys, "upgrade", "--all", *app)
+    assert code == 0 and (isolated / "demo_data" / "sales.db").is_file()
+    assert out.count("Running upgrade") == 3     # catalog: 1 revision, sales: 2
+    code, out, _ = run(capsys, "current", "--all", *app)
+    assert out.count("(head)") == 2
+    code, out, _ = run(capsys, "downgrade", "-c", "sales", "base", *app)
+    assert code == 0 and out.count("Running downgrade") == 2
