@@ -20,6 +20,7 @@ from .errors import (
     CrossConnectionError,
     InDoubtError,
     MigrationError,
+    PoolExhausted,
     QueryError,
     ReadOnlyError,
     RecordNotFound,
