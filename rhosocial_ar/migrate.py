@@ -50,6 +50,8 @@ __all__ = [
 
 DEFAULT_DIRECTORY = "migrations"
 VERSION_TABLE_PREFIX = "alembic_version"
+# tables the library keeps itself (the two-phase decision log): never a model's, never dropped
+LIBRARY_TABLE_PREFIX = "rhosocial_ar_"
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "migrations"
 TEMPLATE_FILES = ("env.py", "script.py.mako")
 # the Config attribute that tells env.py which connection a run is for
@@ -407,7 +409,7 @@ def run_environment(**options: Any) -> None:
 
 
 def _include_name(name: str, metadata: sa.MetaData) -> Callable[..., bool]:
-    """Skip every version table and the tables of other connections' models."""
+    """Skip every version table, the library's own tables and the tables of other connections' models."""
     own = set(metadata.tables)
     others = {key for other, md in registry.tables_by_connection().items() if other != name
               for key in md.tables} - own
@@ -419,9 +421,12 @@ def _include_name(name: str, metadata: sa.MetaData) -> Callable[..., bool]:
         key = f"{schema}.{object_name}" if schema else object_name
         if key in own:
             return True
-        return key not in others and not object_name.startswith(VERSION_TABLE_PREFIX)
+        return key not in others and not object_name.startswith(_SKIPPED_PREFIXES)
 
     return include_name
+
+
+_SKIPPED_PREFIXES = (VERSION_TABLE_PREFIX, LIBRARY_TABLE_PREFIX)
 
 
 def _both(first: Callable[..., bool], second: Callable[..., bool]) -> Callable[..., bool]:
