@@ -8,6 +8,7 @@ new registry and declaring it again) and works in a temporary directory, so
 from __future__ import annotations
 
 import shutil
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """A registry of this test's own, no connections before or after, cwd = tmp_path."""
     monkeypatch.setattr(registry, "_metadata", {})
+    monkeypatch.setattr(registry, "_by_name", defaultdict(list))   # models by name for relations
+    monkeypatch.setattr(registry, "_by_table", defaultdict(list))
     monkeypatch.chdir(tmp_path)
     ConnectionManager.reset()
     yield tmp_path

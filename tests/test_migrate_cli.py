@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,8 @@ PRICE = "    price: int = 0\n"
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """cwd = tmp_path, a registry of the test's own, and the app modules forgotten afterwards."""
     monkeypatch.setattr(registry, "_metadata", {})
+    monkeypatch.setattr(registry, "_by_name", defaultdict(list))   # models by name for relations
+    monkeypatch.setattr(registry, "_by_table", defaultdict(list))
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delenv(APP_VARIABLE, raising=False)
     monkeypatch.chdir(tmp_path)
