@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.util import find_tables
 
-from . import registry, routing
+from . import execution, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .meta import ModelMeta
 from .mixins import utc_now
@@ -338,7 +338,7 @@ class Query(Generic[M]):
     def all(self) -> list[M]:
         """Every matching record (and the relations asked for with ``with_``)."""
         stmt, params = self._select_stmt()
-        rows, origin = self._read(lambda c: c.execute(stmt, params).all())
+        rows, origin = self._read(lambda c: execution.fetch_all(c, stmt, params))
         records = self.model._ar_load_many(self._columns()[0], rows, origin)
         if self._with:
             eager_load(self.model, records, self._with)
@@ -455,7 +455,7 @@ class Query(Generic[M]):
         if not names:
             raise QueryError("pluck() needs at least one column name")
         stmt, params = self.select(*names)._select_stmt()
-        rows = self._read(lambda c: c.execute(stmt, params).all())[0]
+        rows = self._read(lambda c: execution.fetch_all(c, stmt, params))[0]
         if len(names) == 1:
             return [row[0] for row in rows]
         return [tuple(row) for row in rows]

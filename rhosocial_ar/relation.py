@@ -102,12 +102,12 @@ class Relation(Generic[T]):
         return _Accessor(self, record)
 
     def cached(self, record: Any) -> Any:
-        cache = record.__pydantic_private__.get("_ar_relations")
+        cache = record._ar_private()["_ar_relations"]
         return _MISSING if cache is None else cache.get(self.name, _MISSING)
 
     def store(self, record: Any, value: Any) -> None:
-        private = record.__pydantic_private__
-        if private.get("_ar_relations") is None:
+        private = record._ar_private()
+        if private["_ar_relations"] is None:
             private["_ar_relations"] = {}
         private["_ar_relations"][self.name] = value
 

@@ -1,0 +1,166 @@
+"""Running statements: through SQLAlchemy, or straight on its DB-API connection.
+
+    rows = fetch_all(sa_conn, User.__ar_meta__.find_stmt, {'_ar_pk_0': 1})
+    count, key = write(sa_conn, User.__ar_meta__.insert_stmt, {'name': 'ann'})
+
+SQLAlchemy's ``Connection.execute`` costs tens of microseconds per call
+(cache key, execution context, result object) on top of the driver. The
+statements of the hot paths are compiled by SQLAlchemy once per dialect and
+set of parameter names, and run on the pooled DB-API connection of the
+transaction SQLAlchemy manages, with SQLAlchemy's own bind and result
+processors and its error handling. This happens only while nobody watches
+the engine: with any ``before/after_(cursor_)execute`` listener or ``echo``
+on, every statement goes through ``Connection.execute`` as usual, so tracing,
+query logging and query-count tests see everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+__all__ = ["fetch_all", "observed", "write"]
+
+_CACHE_LIMIT = 2048
+
+
+class Prepared:
+    """One statement compiled for one dialect and one set of parameter names."""
+
+    __slots__ = ("sql", "names", "defaults", "processors", "positional", "returning",
+                 "result_types", "_result_processors")
+
+    def __init__(self, compiled: Any) -> None:
+        self.sql: str = compiled.string
+        self.positional: bool = compiled.positional
+        escaped = compiled.escaped_bind_names or {}
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        order = compiled.positiontup if compiled.positional else list(by_name)
+        processors = compiled._bind_processors
+        # (name in the SQL, key in the caller's params, value when absent, processor)
+        self.names = tuple(escaped.get(n, n) for n in order)
+        self.defaults = tuple((by_name[n].key, by_name[n].value) for n in order)
+        self.processors = tuple(processors.get(n) for n in order)
+        returning = compiled.effective_returning if compiled.isinsert else None
+        self.returning = tuple(returning) if returning else ()
+        columns = compiled._result_columns
+        self.result_types = tuple(entry[3] for entry in columns) if columns else ()
+        self._result_processors: tuple[Any, ...] | None = None
+
+    def parameters(self, params: dict[str, Any]) -> Any:
+        values = []
+        for (key, default), processor in zip(self.defaults, self.processors, strict=True):
+            value = params.get(key, default)
+            values.append(processor(value) if processor is not None else value)
+        if self.positional:
+            return tuple(values)
+        return dict(zip(self.names, values, strict=True))
+
+    def result_processors(self, dialect: Any, description: Any) -> tuple[Any, ...]:
+        if self._result_processors is None:
+            self._result_processors = tuple(
+                type_._cached_result_processor(dialect, entry[1])
+                for type_, entry in zip(self.result_types, description, strict=False)
+            )
+        return self._result_processors
+
+
+_prepared: dict[tuple[Any, ...], Prepared | None] = {}
+
+
+def _eligible(compiled: Any) -> bool:
+    """Statements whose execution needs nothing SQLAlchemy does at run time."""
+    return not (
+        compiled.literal_execute_params or compiled.post_compile_params
+        or compiled.insert_prefetch or compiled.update_prefetch
+        or compiled.schema_translate_map or compiled._render_postcompile
+    )
+
+
+def _prepare(stmt: Any, dialect: Any, params: dict[str, Any]) -> Prepared | None:
+    key = (stmt, dialect, tuple(sorted(params)))
+    try:
+        return _prepared[key]
+    except KeyError:
+        pass
+    compiled = stmt.compile(dialect=dialect, column_keys=sorted(params))
+    found = Prepared(compiled) if _eligible(compiled) else None
+    if len(_prepared) >= _CACHE_LIMIT:
+        _prepared.clear()
+    _prepared[key] = found
+    return found
+
+
+def observed(sa_conn: sa.Connection) -> bool:
+    """True when listeners or logging want to see each statement on this connection.
+
+    Checked on every statement, so a listener added mid-run sees every later one.
+    The library's connections are its own, so only the engine's listeners count.
+    """
+    engine = sa_conn.engine
+    if engine._has_events:
+        dispatch = engine.dispatch
+        if (dispatch.before_cursor_execute or dispatch.after_cursor_execute
+                or dispatch.before_execute or dispatch.after_execute):
+            return True
+    return bool(sa_conn._echo or engine._should_log_info())
+
+
+def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
+         consume: Callable[[Any], Any]) -> Any:
+    arguments = prepared.parameters(params)
+    cursor = None
+    try:
+        cursor = sa_conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(prepared.sql, arguments)
+        return consume(cursor)
+    except Exception as exc:
+        # SQLAlchemy's own handling: wraps the driver error (IntegrityError, ...),
+        # invalidates a disconnected connection and its pool, runs handle_error
+        sa_conn._handle_dbapi_exception(exc, prepared.sql, arguments, cursor, None)
+        raise  # not reached: the handler raises
+    finally:
+        if cursor is not None:
+            cursor.close()
+
+
+def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequence[Any]:
+    """Every row of a SELECT, with SQLAlchemy's result processing."""
+    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, params)
+    if prepared is None:
+        return sa_conn.execute(stmt, params).all()
+    dialect = sa_conn.dialect
+
+    def rows(cursor: Any) -> Sequence[Any]:
+        found = cursor.fetchall()
+        processors = prepared.result_processors(dialect, cursor.description)
+        if not any(processors):
+            return found
+        pairs = tuple(enumerate(processors))
+        return [tuple(p(row[i]) if p else row[i] for i, p in pairs) for row in found]
+
+    return _run(sa_conn, prepared, params, rows)  # type: ignore[no-any-return]
+
+
+def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
+          pk_names: Sequence[str] = ()) -> tuple[int, tuple[Any, ...] | None]:
+    """Run an INSERT, UPDATE or DELETE; returns (rowcount, the inserted primary key)."""
+    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, params)
+    if prepared is None:
+        result = sa_conn.execute(stmt, params)
+        inserted = result.inserted_primary_key if result.context.isinsert else None
+        return result.rowcount, tuple(inserted) if inserted is not None else None
+
+    def outcome(cursor: Any) -> tuple[int, tuple[Any, ...] | None]:
+        if prepared.returning:
+            row = cursor.fetchone()
+            return cursor.rowcount, tuple(row) if row is not None else None
+        if not pk_names:
+            return cursor.rowcount, None
+        if all(params.get(n) is not None for n in pk_names):
+            return cursor.rowcount, tuple(params[n] for n in pk_names)
+        return cursor.rowcount, (cursor.lastrowid,)
+
+    return _run(sa_conn, prepared, params, outcome)  # type: ignore[no-any-return]
