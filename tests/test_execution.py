@@ -1,0 +1,100 @@
+"""The fast path and SQLAlchemy's own execution give the same results; watchers see all."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import logging
+
+import pytest
+import sqlalchemy as sa
+
+from rhosocial_ar import ConnectionManager, get_connection
+from rhosocial_ar import execution as execution_module
+from tests.conftest import make_tables
+from tests.models import Event, Status, User
+
+
+def workload() -> list:
+    """Writes and reads through every hot path; returns what they gave back."""
+    out = []
+    u = User.create(username="ann", email="a@x", age=30, status=Status.banned,
+                    balance=decimal.Decimal("1.25"), profile={"k": [1]})
+    out.append(u.id)
+    u.age = 31
+    out.append(u.save())
+    found = User.find(u.id)
+    out.append(found.to_dict() | {"created_at": None, "updated_at": None})
+    at = datetime.datetime(2024, 1, 2, 3, 4, 5, 600000)
+    e = Event.create(name="e", at=at, active=False, score=2.5)
+    out.append(Event.find(e.id).to_dict())
+    out.append([x.id for x in User.where("age > ?", 1).order_by("-id").limit(5).all()])
+    out.append(User.pluck("email"))
+    out.append(Event.where(active=False).first().to_dict())
+    out.append(found.delete())
+    out.append(User.count())
+    return out
+
+
+def run_fresh(db) -> list:
+    make_tables(User, Event)
+    return workload()
+
+
+def test_both_paths_agree(db, monkeypatch):
+    fast = run_fresh(db)
+    calls = {"fast": 0}
+    real_run = execution_module._run
+
+    def counting(*args, **kwargs):
+        calls["fast"] += 1
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(execution_module, "_run", counting)
+    run_fresh(db)
+    assert calls["fast"] > 5                          # the fast path did run
+
+    seen: list[str] = []
+    sa.event.listen(get_connection().engine, "before_cursor_execute",
+                    lambda c, cur, statement, *rest: seen.append(statement))
+    calls["fast"] = 0
+    slow = run_fresh(db)
+    assert calls["fast"] == 0                         # a listener: SQLAlchemy's path
+    assert slow == fast
+    assert any(s.startswith("INSERT INTO users") for s in seen)
+
+
+def test_a_listener_added_mid_run_sees_every_later_statement(db):
+    make_tables(User)
+    for i in range(5):
+        User.create(username=f"u{i}", email="e")
+    seen: list[str] = []
+    sa.event.listen(get_connection().engine, "after_cursor_execute",
+                    lambda c, cur, statement, *rest: seen.append(statement))
+    User.create(username="after", email="e")
+    User.find_by(username="after")
+    User.find(1)
+    User.where(username="u1").all()
+    kinds = [s.split()[0].upper() for s in seen if not s.upper().startswith(("BEGIN", "COMMIT"))]
+    assert kinds == ["INSERT", "SELECT", "SELECT", "SELECT"]
+
+
+def test_echo_logging_sees_statements(db, caplog):
+    ConnectionManager.configure("echoing", {**db.config(0), "echo": True})
+    with User.using_connection("echoing"):
+        make_tables(User)
+        caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
+        caplog.clear()
+        User.create(username="logged", email="e")
+        User.find_by(username="logged")
+    logged = caplog.text
+    assert "INSERT INTO users" in logged and "SELECT users.id" in logged
+
+
+def test_errors_are_sqlalchemys_on_the_fast_path(db):
+    make_tables(User)
+    User.create(username="dup", email="1")
+    with pytest.raises(sa.exc.IntegrityError) as info:
+        User.create(username="dup", email="2")
+    assert info.value.orig is not None and "dup" not in (info.value.statement or "")
+    assert User.count() == 1
