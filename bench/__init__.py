@@ -1,0 +1,11 @@
+"""The benchmark of issue 6: rhosocial_ar beside the raw driver, SQLAlchemy Core/ORM and peewee.
+
+    python -m bench                          # SQLite, 5 repetitions, a table of medians
+    python -m bench --db sqlite,postgresql,mysql --markdown bench/RESULTS.md
+
+Modules: ``run`` (command line, processes, interleaving), ``child`` (one
+implementation in one process), ``workloads`` (sizes, data, checks),
+``schema`` (tables and data), ``targets`` (databases), ``counting``
+(statements at the DB-API level), ``impls`` (one module per
+implementation), ``report`` (tables), ``machine`` (CPU and versions).
+"""

@@ -1,0 +1,121 @@
+"""Medians, minimums and ratios to the raw driver, as text or Markdown tables.
+
+    summary = summarize(records)                 # records: the children's JSON lines
+    print(tables(summary, dbs, impls, keys, scale, reps, markdown=False))
+
+A cell of the main table is ``median ms (median / raw median)``; a cell
+whose runs failed a check is marked ``FAIL`` and its problems are listed
+under the table.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from . import workloads
+from .impls import BASELINE
+from .targets import LABELS
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(db, impl, workload) -> median and min in ms, statement counts, problems."""
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[(record["db"], record["impl"], record["workload"])].append(record)
+    summary = {}
+    for key, runs in grouped.items():
+        times = [r["seconds"] * 1000 for r in runs if r["seconds"] is not None]
+        problems = sorted({p for r in runs for p in r["problems"]})
+        summary[key] = {
+            "median": statistics.median(times) if times else None,
+            "min": min(times) if times else None,
+            "runs": len(times),
+            "statements": sorted({r["statements"] for r in runs if r["statements"] is not None}),
+            "problems": problems,
+        }
+    return summary
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 1000:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return ""
+    ratio = value / base
+    return f"{ratio:.1f}×" if ratio < 100 else f"{ratio:.0f}×"
+
+
+def _render(rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        head, *body = rows
+        lines = ["| " + " | ".join(head) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
+                  for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    )
+
+
+def _cell(entry: dict[str, Any] | None, field: str, base: dict[str, Any] | None,
+          ratio: bool) -> str:
+    if entry is None:
+        return "—"
+    text = _ms(entry[field])
+    if ratio and base is not None:
+        text += f" ({_ratio(entry[field], base[field])})" if entry[field] is not None else ""
+    return text + (" FAIL" if entry["problems"] else "")
+
+
+def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], impls: list[str],
+           keys: list[str], scale: float, repetitions: int, markdown: bool = False,
+           server_versions: dict[str, str] | None = None) -> str:
+    """The median table (with ratios), the minimum table and statement counts, per database."""
+    out: list[str] = []
+    heading = "### " if markdown else ""
+    for db in dbs:
+        title = (server_versions or {}).get(db) or LABELS[db]
+        for kind, field, ratio in (
+            ("median ms (ratio to the raw driver's median)", "median", True),
+            ("min ms", "min", False),
+        ):
+            rows = [["workload", *impls]]
+            for key in keys:
+                base = summary.get((db, BASELINE, key))
+                rows.append([workloads.label(workloads.BY_KEY[key], scale)] + [
+                    _cell(summary.get((db, impl, key)), field, base, ratio) for impl in impls])
+            out.append(f"{heading}{title}: {kind}, {repetitions} repetition(s)")
+            out.append("")
+            out.append(_render(rows, markdown))
+            out.append("")
+        rows = [["workload", *impls]]
+        for key in keys:
+            row = [workloads.label(workloads.BY_KEY[key], scale)]
+            for impl in impls:
+                entry = summary.get((db, impl, key))
+                row.append("—" if entry is None else "/".join(f"{n:,}" for n in entry["statements"]))
+            rows.append(row)
+        out.append(f"{heading}{title}: statements sent per run (transaction control not counted)")
+        out.append("")
+        out.append(_render(rows, markdown))
+        out.append("")
+        problems = [(impl, key, p) for impl in impls for key in keys
+                    for p in (summary.get((db, impl, key)) or {}).get("problems", [])]
+        if problems:
+            out.append(f"{title}: FAILED CHECKS")
+            out.extend(f"- {impl} {key}: {p}" for impl, key, p in problems)
+            out.append("")
+    return "\n".join(out)

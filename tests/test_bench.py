@@ -1,0 +1,76 @@
+"""The benchmark harness runs end to end in a tiny mode (timings are not asserted).
+
+    python -m pytest tests/test_bench.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from importlib.util import find_spec
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = ["raw", "core", "orm", "peewee", "rhosocial_ar"]
+
+
+def test_bench_runs_every_workload_and_verifies_counts(tmp_path: Path) -> None:
+    impls = IMPLS
+    if find_spec("peewee") is None:   # the 'bench' extra is not installed here
+        warnings.warn("peewee is not installed: its benchmark implementation was not run "
+                      "(pip install -e '.[bench]')", stacklevel=1)
+        impls = [i for i in IMPLS if i != "peewee"]
+    markdown, data = tmp_path / "results.md", tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "0.01", "--repetitions", "1", "--db", "sqlite",
+         "--impl", ",".join(impls), "--markdown", str(markdown), "--json", str(data)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "median ms (ratio to the raw driver's median)" in out
+    assert "Machine:" in out and "SQLAlchemy" in out and "FAIL" not in out
+    for key in ("W1", "W2", "W3", "W4", "W5", "W6", "W7"):
+        assert f"\n{key} " in out
+    header = next(line for line in out.splitlines() if line.startswith("workload") and "raw" in line)
+    assert header.split()[1:] == impls
+
+    records = json.loads(data.read_text())["records"]
+    assert {(r["impl"], r["workload"]) for r in records} == {
+        (i, f"W{n}") for i in impls for n in range(1, 8)}
+    for record in records:
+        assert record["problems"] == [], record
+        assert record["seconds"] > 0
+    counts = {(r["impl"], r["workload"]): r["statements"] for r in records}
+    for impl in impls:   # scale 0.01: 50 inserts, 50 lookups, 20 queries, 1 + 20 statements
+        assert counts[impl, "W1"] == 50 and counts[impl, "W4"] == 50
+        assert counts[impl, "W5"] == 20 and counts[impl, "W6"] == 21
+        assert counts[impl, "W3"] == 1 and 2 <= counts[impl, "W7"] <= 3
+    assert markdown.read_text().count("| W1 ") == 3      # medians, minimums, statements
+
+
+def test_bench_fails_loudly_on_n_plus_one(tmp_path: Path) -> None:
+    """A W7 that loads posts per user is reported as N+1 and fails the run."""
+    done = subprocess.run(
+        [sys.executable, "-c", (
+            "import sys; from bench import child; from bench.impls import raw\n"
+            "def lazy(self):\n"
+            "    cur = self._begin(); cur.execute('SELECT id, name, email, age, created_at FROM users')\n"
+            "    users = cur.fetchall(); self._posts = {}\n"
+            "    for u in users:\n"
+            "        cur.execute('SELECT id, user_id, title, body FROM posts WHERE user_id = ?', (u[0],))\n"
+            "        self._posts[u[0]] = cur.fetchall()\n"
+            "    self.conn.commit(); return users, sum(len(p) for p in self._posts.values())\n"
+            "raw.Impl.w7_eager = lazy\n"
+            "sys.exit(child.main(sys.argv[1:]))\n"),
+         json.dumps({"impl": "raw", "target": {"dialect": "sqlite", "dir": str(tmp_path)},
+                     "workloads": ["W7"], "scale": 0.01})],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["statements"] == 11
+    assert any(p.startswith("N+1 DETECTED") for p in record["problems"]), record
