@@ -75,6 +75,10 @@ def _add_demo(commands: Any) -> None:
         "the migrations in migrations/sales/)",
     )
     parser.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bar for the transfer step (it only shows on a terminal anyway)",
+    )
+    parser.add_argument(
         "--drop", action="store_true",
         help="downgrade both databases to base at the end (dropping the demo tables) "
         "instead of keeping them to look at",

@@ -25,148 +25,39 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import sqlalchemy as sa
 
 from . import (
     ActiveRecord,
-    BelongsTo,
     ConnectionManager,
-    Field,
-    HasMany,
     RecordNotFound,
     Transaction,
     get_connection,
     migrate,
+    transfer,
 )
 from .cli import CommandError, describe_error
+from .demo_models import (
+    CATALOG,
+    SALES,
+    Album,
+    ArchivedLine,
+    Artist,
+    ArtistSales,
+    Customer,
+    Genre,
+    Invoice,
+    InvoiceLine,
+    Track,
+)
 
-__all__ = ["Album", "Artist", "ArtistSales", "Customer", "Genre", "Invoice", "InvoiceLine",
-           "MediaType", "Track", "find_chinook", "run"]
+__all__ = ["find_chinook", "migration_app", "run"]
 
 CHINOOK_FILE = Path("shared", "data", "chinook", "Chinook_Sqlite.sqlite")
 # the project's top-level migrations: the demo's chains 'catalog' and 'sales'
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def money(**kwargs: Any) -> Any:
-    """A NUMERIC(10,2) field for amounts of money."""
-    return Field(max_digits=10, decimal_places=2, **kwargs)
-
-
-def key() -> Any:
-    """A primary key whose values come from the source (no auto-increment)."""
-    return Field(primary_key=True, autoincrement=False)
-
-
-# -- the catalogue, on the 'catalog' connection ---------------------------------
-
-class Artist(ActiveRecord):
-    __table_name__ = "artists"
-    __connection__ = "catalog"
-    __chinook__: ClassVar[str] = "Artist"
-    artist_id: int = key()
-    name: str | None = Field(None, max_length=120)
-    albums: ClassVar[HasMany[Album]] = HasMany(foreign_key="artist_id", inverse_of="artist")
-
-
-class Album(ActiveRecord):
-    __table_name__ = "albums"
-    __connection__ = "catalog"
-    __chinook__: ClassVar[str] = "Album"
-    album_id: int = key()
-    title: str = Field(max_length=160)
-    artist_id: int = Field(index=True)
-    artist: ClassVar[BelongsTo[Artist]] = BelongsTo(foreign_key="artist_id", inverse_of="albums")
-
-
-class Genre(ActiveRecord):
-    __table_name__ = "genres"
-    __connection__ = "catalog"
-    __chinook__: ClassVar[str] = "Genre"
-    genre_id: int = key()
-    name: str | None = Field(None, max_length=120)
-
-
-class MediaType(ActiveRecord):
-    __table_name__ = "media_types"
-    __connection__ = "catalog"
-    __chinook__: ClassVar[str] = "MediaType"
-    media_type_id: int = key()
-    name: str | None = Field(None, max_length=120)
-
-
-class Track(ActiveRecord):
-    __table_name__ = "tracks"
-    __connection__ = "catalog"
-    __chinook__: ClassVar[str] = "Track"
-    track_id: int = key()
-    name: str = Field(max_length=200)
-    album_id: int | None = Field(None, index=True)
-    media_type_id: int
-    genre_id: int | None = Field(None, index=True)
-    composer: str | None = Field(None, max_length=220)
-    milliseconds: int
-    bytes: int | None = None
-    unit_price: Decimal = money()
-    album: ClassVar[BelongsTo[Album]] = BelongsTo(foreign_key="album_id")
-
-
-# -- the sales, on the 'sales' connection ---------------------------------------
-
-class Customer(ActiveRecord):
-    __table_name__ = "customers"
-    __connection__ = "sales"
-    __chinook__: ClassVar[str] = "Customer"
-    customer_id: int = key()
-    first_name: str = Field(max_length=40)
-    last_name: str = Field(max_length=20)
-    company: str | None = Field(None, max_length=80)
-    city: str | None = Field(None, max_length=40)
-    country: str | None = Field(None, max_length=40)
-    email: str = Field(max_length=60)
-
-
-class Invoice(ActiveRecord):
-    __table_name__ = "invoices"
-    __connection__ = "sales"
-    __chinook__: ClassVar[str] = "Invoice"
-    invoice_id: int = key()
-    customer_id: int = Field(index=True)
-    invoice_date: datetime.datetime
-    billing_city: str | None = Field(None, max_length=40)
-    billing_country: str | None = Field(None, max_length=40)
-    total: Decimal = money()
-    lines: ClassVar[HasMany[InvoiceLine]] = HasMany(foreign_key="invoice_id")
-
-
-class InvoiceLine(ActiveRecord):
-    __table_name__ = "invoice_lines"
-    __connection__ = "sales"
-    __chinook__: ClassVar[str] = "InvoiceLine"
-    invoice_line_id: int = key()
-    invoice_id: int = Field(index=True)
-    track_id: int = Field(index=True)     # a track in the *other* database
-    unit_price: Decimal = money()
-    quantity: int
-    track: ClassVar[BelongsTo[Track]] = BelongsTo(foreign_key="track_id")   # across databases
-
-
-class ArtistSales(ActiveRecord):
-    """Per-artist sales, computed from both databases; refreshed by upserts."""
-
-    __table_name__ = "artist_sales"
-    __connection__ = "sales"
-    artist_id: int = key()
-    name: str | None = Field(None, max_length=120)
-    tracks_sold: int
-    revenue: Decimal = Field(max_digits=12, decimal_places=2)
-
-
-CATALOG: list[type[ActiveRecord]] = [Artist, Album, Genre, MediaType, Track]
-SALES: list[type[ActiveRecord]] = [Customer, Invoice, InvoiceLine]
-ALL_MODELS: list[type[ActiveRecord]] = [*CATALOG, *SALES, ArtistSales]
 
 
 class _Undo(Exception):
@@ -443,6 +334,25 @@ def tour_upsert(artist_id: int) -> None:
         raise CommandError(f"the summary does not add up: {revenue} != {total}")
 
 
+def tour_transfer(progress: bool) -> None:
+    """Move the lines of the first two years' invoices from 'sales' to an archive on 'catalog'."""
+    cutoff = datetime.datetime(Invoice.query().min("invoice_date").year + 2, 1, 1)
+    old = Invoice.where("invoice_date < ?", cutoff).pluck("invoice_id")
+    lines = InvoiceLine.where(invoice_id=old)
+    before = lines.sum("quantity")
+    result = transfer(lines, ArchivedLine, batch_size=200, delete_source=True,
+                      progress=progress)
+    show("transfer (move)", f"{result.rows} lines of {len(old)} invoices before "
+         f"{cutoff:%Y-%m-%d}, "
+         f"{result.batches} batches, strategy {result.strategy}, "
+         f"{result.rows_per_second:,.0f} rows/s")
+    kept, moved = InvoiceLine.where(invoice_id=old).count(), ArchivedLine.count()
+    show("check", f"left in sales {kept}, in the archive {moved}, quantity "
+         f"{before} = {ArchivedLine.sum('quantity')}")
+    if kept or moved != result.rows or ArchivedLine.sum("quantity") != before:
+        raise CommandError("the archive does not match what was moved")
+
+
 def setup(args: argparse.Namespace, chinook: Path) -> int:
     """Configure the connections, recreate the demo tables and load Chinook; returns the rows."""
     urls = configure(args, chinook)
@@ -479,6 +389,8 @@ def run(args: argparse.Namespace) -> int:
         tour_summary()
         print("a sale: a transaction on 'sales' with a savepoint")
         tour_upsert(tour_transaction())
+        print("transfer: each batch atomic across both databases")
+        tour_transfer(progress=not args.no_progress)
         if args.drop:
             for name in ("catalog", "sales"):
                 migrate.downgrade(name, "base", find_migrations())

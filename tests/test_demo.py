@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from rhosocial_ar import ConnectionManager, migrate
 from rhosocial_ar.cli import main
-from rhosocial_ar.demo import ALL_MODELS, find_chinook
+from rhosocial_ar.demo import find_chinook
+from rhosocial_ar.demo_models import ALL_MODELS
 
 from .conftest import SERVER_URLS, Backend, require_backend
 
@@ -61,6 +62,11 @@ def source() -> dict[str, Any]:
             "artists": one("SELECT COUNT(*) FROM Artist"),
             "invoices": one("SELECT COUNT(*) FROM Invoice"),
             "lines": one("SELECT COUNT(*) FROM InvoiceLine"),
+            # the transfer moves the lines of the first two years' invoices
+            "archived": one(
+                "SELECT COUNT(*) FROM InvoiceLine l JOIN Invoice i ON i.InvoiceId = l.InvoiceId "
+                "WHERE i.InvoiceDate < (SELECT printf('%04d-01-01', "
+                "CAST(strftime('%Y', MIN(InvoiceDate)) AS INTEGER) + 2) FROM Invoice)"),
             "selling_artists": one(
                 "SELECT COUNT(DISTINCT a.ArtistId) FROM InvoiceLine l "
                 "JOIN Track t ON t.TrackId = l.TrackId JOIN Album a ON a.AlbumId = t.AlbumId"),
@@ -83,6 +89,7 @@ def check_output(out: str, source: dict[str, Any]) -> None:
     assert f"top: {name} {revenue}" in out
     assert f"{source['invoices'] + 1} invoices total {source['total_after_sale']}" in out
     assert f"still {source['selling_artists']} rows" in out
+    assert f"{source['archived']} lines of " in out and "left in sales 0" in out
     assert ": match" in out
     assert out.rstrip().splitlines()[-1].startswith("done: ")
 
@@ -94,10 +101,13 @@ def check_databases(catalog_url: str, sales_url: str, source: dict[str, Any]) ->
         with catalog.connect() as conn:
             assert conn.execute(sa.text("SELECT COUNT(*) FROM tracks")).scalar() \
                 == source["tracks"]
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM invoice_line_archive")).scalar() \
+                == source["archived"]
         with sales.connect() as conn:
             one = lambda sql: conn.execute(sa.text(sql)).scalar()  # noqa: E731
             assert one("SELECT COUNT(*) FROM invoices") == source["invoices"] + 1
-            assert one("SELECT COUNT(*) FROM invoice_lines") == source["lines"] + 2
+            assert one("SELECT COUNT(*) FROM invoice_lines") \
+                == source["lines"] + 2 - source["archived"]
             assert _money(one("SELECT SUM(total) FROM invoices")) == source["total_after_sale"]
             assert one("SELECT COUNT(*) FROM artist_sales") == source["selling_artists"]
             assert _money(one("SELECT SUM(revenue) FROM artist_sales")) \
@@ -198,7 +208,9 @@ def test_demo_across_servers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     args = ["demo", "--catalog-url", catalog_url, "--sales-url", sales_url, "--dir", str(tmp_path)]
     try:
         assert main(args) == 0
-        check_output(capsys.readouterr().out, source)
+        out = capsys.readouterr().out
+        check_output(out, source)
+        assert "strategy two-phase" in out          # PostgreSQL and MariaDB both prepare
         check_databases(catalog_url, sales_url, source)
     finally:
         drop_demo_tables(catalog_url, sales_url)

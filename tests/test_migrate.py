@@ -311,7 +311,7 @@ def test_the_project_environment_is_the_template() -> None:
 
 def test_demo_migrations_match_the_demo_models(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
-    from rhosocial_ar.demo import ALL_MODELS
+    from rhosocial_ar.demo_models import ALL_MODELS
 
     tables: dict[str, Any] = {m.__connection__: m.__table__.metadata for m in ALL_MODELS}
     monkeypatch.setattr(registry, "_metadata", tables)

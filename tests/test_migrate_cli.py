@@ -237,7 +237,7 @@ def test_the_demo_migrations_from_the_command_line(isolated: Path,
     app = ["--app", "rhosocial_ar.demo:migration_app", "--directory", directory]
     code, out, _ = run(capsys, "upgrade", "--all", *app)
     assert code == 0 and (isolated / "demo_data" / "sales.db").is_file()
-    assert out.count("Running upgrade") == 3     # catalog: 1 revision, sales: 2
+    assert out.count("Running upgrade") == 4     # catalog: 2 revisions, sales: 2
     code, out, _ = run(capsys, "current", "--all", *app)
     assert out.count("(head)") == 2
     code, out, _ = run(capsys, "downgrade", "-c", "sales", "base", *app)
