@@ -5,7 +5,8 @@
 
 Modules: ``run`` (command line, processes, interleaving), ``child`` (one
 implementation in one process), ``workloads`` (sizes, data, checks),
-``schema`` (tables and data), ``targets`` (databases), ``counting``
+``schema`` (tables and data), ``targets`` (SQLite) and ``servers``
+(PostgreSQL, MariaDB/MySQL), ``counting``
 (statements at the DB-API level), ``impls`` (one module per
 implementation), ``report`` (tables), ``machine`` (CPU and versions).
 """

@@ -5,7 +5,9 @@
 
 A cell of the main table is ``median ms (median / raw median)``; a cell
 whose runs failed a check is marked ``FAIL`` and its problems are listed
-under the table.
+under the table. Two more columns judge rhosocial_ar against issue 6's
+targets: its ratio (``workloads.TARGET_RATIOS``) and whether its median
+beats the ORM's and peewee's.
 """
 
 from __future__ import annotations
@@ -80,6 +82,26 @@ def _cell(entry: dict[str, Any] | None, field: str, base: dict[str, Any] | None,
     return text + (" FAIL" if entry["problems"] else "")
 
 
+def _targets(summary: dict[tuple[str, str, str], dict[str, Any]], db: str, key: str,
+             impls: list[str]) -> list[str]:
+    """Issue 6's two targets for rhosocial_ar on one workload: the ratio, the peers to beat."""
+    mine = summary.get((db, "rhosocial_ar", key))
+    base = summary.get((db, BASELINE, key))
+    limit = workloads.TARGET_RATIOS.get(db, {}).get(key)
+    if mine is None or mine["median"] is None:
+        return ["—", "—"]
+    ratio = "—"
+    if limit is not None and base is not None and base["median"]:
+        met = mine["median"] / base["median"] <= limit
+        ratio = f"≤ {limit:g}× {'met' if met else 'MISSED'}"
+    slower = [peer for peer in workloads.MUST_BEAT if peer in impls
+              and (summary.get((db, peer, key)) or {}).get("median") is not None
+              and summary[(db, peer, key)]["median"] <= mine["median"]]
+    present = [peer for peer in workloads.MUST_BEAT if (db, peer, key) in summary]
+    beats = "—" if not present else ("yes" if not slower else "NO: " + ", ".join(slower))
+    return [ratio, beats]
+
+
 def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], impls: list[str],
            keys: list[str], scale: float, repetitions: int, markdown: bool = False,
            server_versions: dict[str, str] | None = None) -> str:
@@ -92,11 +114,14 @@ def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], 
             ("median ms (ratio to the raw driver's median)", "median", True),
             ("min ms", "min", False),
         ):
-            rows = [["workload", *impls]]
+            judge = ratio and "rhosocial_ar" in impls
+            extra = ["target ratio", "faster than orm, peewee"] if judge else []
+            rows = [["workload", *impls, *extra]]
             for key in keys:
                 base = summary.get((db, BASELINE, key))
                 rows.append([workloads.label(workloads.BY_KEY[key], scale)] + [
-                    _cell(summary.get((db, impl, key)), field, base, ratio) for impl in impls])
+                    _cell(summary.get((db, impl, key)), field, base, ratio) for impl in impls]
+                    + (_targets(summary, db, key, impls) if judge else []))
             out.append(f"{heading}{title}: {kind}, {repetitions} repetition(s)")
             out.append("")
             out.append(_render(rows, markdown))

@@ -45,6 +45,14 @@ WORKLOADS = [
     Workload("W7", "w7_eager", "users with 10 posts each, eager-loaded", 1000),
 ]
 BY_KEY = {w.key: w for w in WORKLOADS}
+
+# issue 6's targets for rhosocial_ar: the highest median ratio to the raw driver
+TARGET_RATIOS = {
+    "sqlite": {"W1": 4.0, "W2": 1.5, "W3": 3.0, "W4": 4.0, "W5": 4.0, "W6": 4.0, "W7": 3.0},
+    "postgresql": {"W1": 1.3, "W4": 1.3, "W5": 1.3, "W6": 1.3},
+}
+# ... and it must be faster than these on every workload and database
+MUST_BEAT = ("orm", "peewee")
 W345_USERS = 20000   # the table W3, W4 and W5 read
 
 
