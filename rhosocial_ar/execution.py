@@ -16,6 +16,7 @@ query logging and query-count tests see everything.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,8 +30,8 @@ _CACHE_LIMIT = 2048
 class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("sql", "names", "defaults", "processors", "positional", "returning",
-                 "result_types", "_result_processors")
+    __slots__ = ("sql", "names", "spec", "positional", "returning", "result_types",
+                 "_result_processors")
 
     def __init__(self, compiled: Any) -> None:
         self.sql: str = compiled.string
@@ -41,8 +42,7 @@ class Prepared:
         processors = compiled._bind_processors
         # (name in the SQL, key in the caller's params, value when absent, processor)
         self.names = tuple(escaped.get(n, n) for n in order)
-        self.defaults = tuple((by_name[n].key, by_name[n].value) for n in order)
-        self.processors = tuple(processors.get(n) for n in order)
+        self.spec = tuple((by_name[n].key, by_name[n].value, processors.get(n)) for n in order)
         returning = compiled.effective_returning if compiled.isinsert else None
         self.returning = tuple(returning) if returning else ()
         columns = compiled._result_columns
@@ -50,10 +50,9 @@ class Prepared:
         self._result_processors: tuple[Any, ...] | None = None
 
     def parameters(self, params: dict[str, Any]) -> Any:
-        values = []
-        for (key, default), processor in zip(self.defaults, self.processors, strict=True):
-            value = params.get(key, default)
-            values.append(processor(value) if processor is not None else value)
+        get = params.get
+        values = [process(get(key, default)) if process is not None else get(key, default)
+                  for key, default, process in self.spec]
         if self.positional:
             return tuple(values)
         return dict(zip(self.names, values, strict=True))
@@ -108,22 +107,51 @@ def observed(sa_conn: sa.Connection) -> bool:
     return bool(sa_conn._echo or engine._should_log_info())
 
 
+_CURSOR = "rhosocial_ar_cursor"
+
+
+def _cursor(sa_conn: sa.Connection) -> Any:
+    """One cursor per DB-API connection, kept in the pool record's ``info``.
+
+    Every statement's results are consumed before the next runs, so a cursor
+    can be reused; SQLAlchemy clears ``info`` whenever it replaces the
+    DB-API connection, and the cursor is checked against it anyway.
+    """
+    fairy = sa_conn.connection
+    dbapi_connection = fairy.dbapi_connection
+    cached = fairy.info.get(_CURSOR)
+    if cached is not None and cached[0] is dbapi_connection:
+        return cached[1]
+    cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
+    fairy.info[_CURSOR] = (dbapi_connection, cursor)
+    return cursor
+
+
+def _forget_cursor(sa_conn: sa.Connection) -> None:
+    """A cursor that saw an error is not reused."""
+    if sa_conn.invalidated:
+        return
+    cached = sa_conn.connection.info.pop(_CURSOR, None)
+    if cached is not None:
+        # the connection may be dead; the error being handled is the one to report
+        with contextlib.suppress(Exception):
+            cached[1].close()
+
+
 def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
          consume: Callable[[Any], Any]) -> Any:
     arguments = prepared.parameters(params)
     cursor = None
     try:
-        cursor = sa_conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = _cursor(sa_conn)
         cursor.execute(prepared.sql, arguments)
         return consume(cursor)
     except Exception as exc:
+        _forget_cursor(sa_conn)
         # SQLAlchemy's own handling: wraps the driver error (IntegrityError, ...),
         # invalidates a disconnected connection and its pool, runs handle_error
         sa_conn._handle_dbapi_exception(exc, prepared.sql, arguments, cursor, None)
         raise  # not reached: the handler raises
-    finally:
-        if cursor is not None:
-            cursor.close()
 
 
 def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequence[Any]:
@@ -159,8 +187,9 @@ def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
             return cursor.rowcount, tuple(row) if row is not None else None
         if not pk_names:
             return cursor.rowcount, None
-        if all(params.get(n) is not None for n in pk_names):
-            return cursor.rowcount, tuple(params[n] for n in pk_names)
+        given = tuple(params.get(n) for n in pk_names)
+        if None not in given:
+            return cursor.rowcount, given
         return cursor.rowcount, (cursor.lastrowid,)
 
     return _run(sa_conn, prepared, params, outcome)  # type: ignore[no-any-return]

@@ -18,6 +18,12 @@ from .errors import ConfigurationError, UnknownColumnError
 __all__ = ["ModelMeta", "pk_param"]
 
 
+HOOKS = (
+    "before_validate", "before_save", "before_create", "before_update", "before_destroy",
+    "after_create", "after_update", "after_save", "after_destroy", "after_commit", "after_rollback",
+)
+
+
 def pk_param(index: int) -> str:
     # cannot clash with a column name: SQLAlchemy forbids such bind names in UPDATE
     return f"_ar_pk_{index}"
@@ -53,6 +59,12 @@ class ModelMeta:
                         self.updated_column, self.soft_delete_column) if n
         )
         self.query_cache: dict[Any, Any] = {}
+        # the hooks this model overrides; the others are not even called
+        self.hooks = frozenset(
+            name for name in HOOKS
+            if any(name in vars(k) for k in model.__mro__ if k.__name__ != "ActiveRecord"
+                   and k.__module__ != "rhosocial_ar.model")
+        )
         self._adapters: dict[str, TypeAdapter[Any]] = {}
 
     # -- checks -------------------------------------------------------------

@@ -27,7 +27,7 @@ from .mixins import utc_now
 from .query import Query
 from .relation import Relation
 from .schema import build_table, check_adopted_table, default_table_name
-from .transaction import Transaction, atomic
+from .transaction import Transaction, atomic, current_frame
 
 __all__ = ["ActiveRecord"]
 
@@ -341,42 +341,66 @@ class ActiveRecord(BaseModel):
 
     def save(self) -> int:
         """Insert or update (changed columns only); returns the rows written."""
-        self.before_validate()
-        self.before_save()
+        hooks = type(self).__ar_meta__.hooks
+        if "before_validate" in hooks:
+            self.before_validate()
+        if "before_save" in hooks:
+            self.before_save()
         if self.is_new_record:
-            self.before_create()
+            if "before_create" in hooks:
+                self.before_create()
             return self._insert()
-        self.before_update()
+        if "before_update" in hooks:
+            self.before_update()
         return self._update()
 
     def _insert(self) -> int:
-        cls = type(self)
-        meta = cls.__ar_meta__
+        meta = type(self).__ar_meta__
         conn = self._connection()
         before = self._ar_state()
-        if meta.created_column or meta.updated_column:
-            now = utc_now()
-            for stamp in (meta.created_column, meta.updated_column):
-                if stamp and self.__dict__.get(stamp) is None:
-                    self.__dict__[stamp] = now
-        if meta.lock_column and self.__dict__.get(meta.lock_column) is None:
-            self.__dict__[meta.lock_column] = 0
-        values = {n: self.__dict__[n] for n in meta.names if n in self.__dict__}
+        values = self.__dict__
+        if meta.created_column or meta.updated_column or meta.lock_column:
+            self._ar_stamp_new(meta)
+        row = {n: values[n] for n in meta.names if n in values}
         for name in meta.defaulted_by_database:   # None lets the database fill it in
-            if values.get(name) is None:
-                values.pop(name, None)
-        with atomic(conn) as frame:
-            frame.enlist(self, before)
-            _, inserted = execution.write(frame.sa_conn, meta.insert_stmt, values, meta.pk_names)
-            for pk, value in zip(meta.pk_names, inserted or (), strict=False):
-                if value is not None:
-                    self.__dict__[pk] = value
-            if meta.server_defaults and any(values.get(n) is None for n in meta.server_defaults):
-                self._ar_fetch_server_defaults(frame.sa_conn)
-            self._mark_saved(conn.name)
-            self.after_create()
-            self.after_save()
+            if row.get(name, 0) is None:
+                del row[name]
+        frame = current_frame(conn.name)
+        if frame is None or conn.read_only:
+            with atomic(conn) as frame:
+                self._ar_insert_in(frame, row, before)
+        else:
+            frame.wrote = True
+            self._ar_insert_in(frame, row, before)
         return 1
+
+    def _ar_stamp_new(self, meta: ModelMeta) -> None:
+        values = self.__dict__
+        now = utc_now()
+        for stamp in (meta.created_column, meta.updated_column):
+            if stamp and values.get(stamp) is None:
+                values[stamp] = now
+        if meta.lock_column and values.get(meta.lock_column) is None:
+            values[meta.lock_column] = 0
+
+    def _ar_insert_in(self, frame: Any, row: dict[str, Any], before: Any) -> None:
+        """INSERT inside ``frame``'s transaction, then the after-hooks."""
+        meta = type(self).__ar_meta__
+        values = self.__dict__
+        frame.enlist(self, before)
+        _, inserted = execution.write(frame.sa_conn, meta.insert_stmt, row, meta.pk_names)
+        if inserted:
+            for pk, value in zip(meta.pk_names, inserted, strict=False):
+                if value is not None:
+                    values[pk] = value
+        if meta.server_defaults and any(row.get(n) is None for n in meta.server_defaults):
+            self._ar_fetch_server_defaults(frame.sa_conn)
+        self._mark_saved(frame.connection.name)
+        hooks = meta.hooks
+        if "after_create" in hooks:
+            self.after_create()
+        if "after_save" in hooks:
+            self.after_save()
 
     def _update(self, only: str | None = None, before: Any = None,
                 hooks: tuple[str, ...] = ("after_update", "after_save")) -> int:
@@ -442,23 +466,25 @@ class ActiveRecord(BaseModel):
     def _ar_state(self) -> tuple[Any, ...]:
         """What a rollback must put back: persisted state and bookkeeping columns."""
         private = self._ar_private()
-        meta = type(self).__ar_meta__
         values = self.__dict__
-        kept = {n: values[n] for n in meta.bookkeeping if n in values}
-        return private["_ar_saved"], private["_ar_origin"], kept, meta.bookkeeping - kept.keys()
+        kept = {n: values[n] for n in type(self).__ar_meta__.bookkeeping if n in values}
+        return private["_ar_saved"], private["_ar_origin"], kept
 
     def _ar_restore(self, state: tuple[Any, ...]) -> None:
-        saved, origin, kept, absent = state
+        saved, origin, kept = state
         private = self._ar_private()
         private["_ar_saved"], private["_ar_origin"] = saved, origin
-        self.__dict__.update(kept)
-        for name in absent:
-            self.__dict__.pop(name, None)
+        values = self.__dict__
+        for name in type(self).__ar_meta__.bookkeeping:
+            if name in kept:
+                values[name] = kept[name]
+            else:
+                values.pop(name, None)
 
     def _mark_saved(self, origin: str) -> None:
         private = self._ar_private()
-        private["_ar_saved"] = {n: v for n, v in self.__dict__.items()
-                                if n in type(self).__ar_meta__.name_set}
+        values = self.__dict__
+        private["_ar_saved"] = {n: values[n] for n in type(self).__ar_meta__.names if n in values}
         private["_ar_origin"] = origin
 
     def delete(self) -> int:
