@@ -12,6 +12,7 @@ mode, so it holds no lock while an implementation works.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -88,14 +89,15 @@ class PostgresTarget(ServerTarget):
         return self._admin
 
     def _seed(self, table: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-        from psycopg2.extras import execute_values
-
-        cur = self.admin().cursor()
-        execute_values(cur, f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s",
-                       [tuple(r[c] for c in columns) for r in rows], page_size=1000)
+        """COPY, the fastest way in (the data has no tab, newline or backslash to escape)."""
+        text = "".join("\t".join(str(r[c]) for c in columns) + "\n" for r in rows)
+        if "\\" in text:
+            raise ValueError("seed data must not contain backslashes (COPY text format)")
+        self.admin().cursor().copy_expert(
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
 
     def analyze(self) -> None:
-        self.admin().cursor().execute("VACUUM ANALYZE")
+        self.admin().cursor().execute("VACUUM ANALYZE users, posts")
 
     def raw_connect(self) -> Any:
         import psycopg2
