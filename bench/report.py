@@ -144,3 +144,26 @@ def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], 
             out.extend(f"- {impl} {key}: {p}" for impl, key, p in problems)
             out.append("")
     return "\n".join(out)
+
+
+def comparison(summary: dict[tuple[str, str, str], dict[str, Any]],
+               earlier: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str],
+               impls: list[str], keys: list[str], scale: float, markdown: bool = False) -> str:
+    """This run's medians against an earlier run's (``--compare``): new / old, below 1 is faster."""
+    out: list[str] = []
+    heading = "### " if markdown else ""
+    for db in dbs:
+        rows = [["workload", *impls]]
+        for key in keys:
+            row = [workloads.label(workloads.BY_KEY[key], scale)]
+            for impl in impls:
+                new, old = summary.get((db, impl, key)), earlier.get((db, impl, key))
+                if not new or not old or new["median"] is None or not old["median"]:
+                    row.append("—")
+                else:
+                    row.append(f"{_ms(old['median'])} → {_ms(new['median'])} "
+                               f"({new['median'] / old['median']:.2f}×)")
+            rows.append(row)
+        out += [f"{heading}{LABELS[db]}: median ms, earlier run → this run (new / old)", "",
+                _render(rows, markdown), ""]
+    return "\n".join(out)

@@ -5,6 +5,7 @@
     python -m bench --impl raw,rhosocial_ar --workloads W1,W4 -r 3
     python -m bench --scale 0.01 -r 1                 # a quick check that everything runs
     python -m bench --impl rhosocial_ar --workloads W1 --profile prof/   # pyinstrument
+    python -m bench --json after.json --compare before.json   # medians old -> new
 
 Process model: by default one child process per implementation and
 repetition runs the selected workloads in order, each on a fresh database,
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "workload too")
     parser.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown")
     parser.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
+    parser.add_argument("--compare", metavar="JSON",
+                        help="also show each median against an earlier run's --json file")
     parser.add_argument("--profile", metavar="DIR",
                         help="run once under pyinstrument, reports in DIR (timings are inflated)")
     parser.add_argument("--pg-url", default=DEFAULT_URLS["postgresql"],
@@ -180,6 +183,14 @@ def render(args: argparse.Namespace, info: dict[str, Any], records: list[dict[st
         intro.append("Under pyinstrument: the timings are inflated by the profiler.")
     body = report.tables(summary, args.db, args.impl, args.workloads, args.scale,
                          args.repetitions, markdown=markdown, server_versions=info["servers"])
+    if args.compare:
+        with open(args.compare) as earlier_file:
+            earlier = json.load(earlier_file)
+        body += "\n" + report.comparison(
+            summary, report.summarize(earlier["records"]), args.db, args.impl, args.workloads,
+            args.scale, markdown=markdown)
+        intro.append(f"Compared with {args.compare} ({earlier['started']}, rhosocial_ar at "
+                     f"commit {earlier['machine']['commit']}).")
     sep = "\n\n" if markdown else "\n"
     return sep.join(intro) + "\n\n" + body
 

@@ -52,6 +52,13 @@ def test_bench_runs_every_workload_and_verifies_counts(tmp_path: Path) -> None:
         assert counts[impl, "W3"] == 1 and 2 <= counts[impl, "W7"] <= 3
     assert markdown.read_text().count("| W1 ") == 3      # medians, minimums, statements
 
+    # --compare: the run against itself changes nothing
+    from bench import report
+
+    summary = report.summarize(records)
+    compared = report.comparison(summary, summary, ["sqlite"], impls, ["W1", "W7"], 0.01)
+    assert compared.count("(1.00×)") == 2 * len(impls)
+
 
 def test_bench_fails_loudly_on_n_plus_one(tmp_path: Path) -> None:
     """A W7 that loads posts per user is reported as N+1 and fails the run."""
