@@ -113,16 +113,21 @@ class ActiveRecord(BaseModel):
         new = object.__new__
         setattr_ = object.__setattr__
         fields_set = set(names)
-        records = []
+        # with every field loaded, pydantic's later add() to the set changes nothing,
+        # so the records can share one; partial records each get their own
+        shared = fields_set if fields_set >= cls.model_fields.keys() else None
+        records: list[T] = []
+        append = records.append
         for row in rows:
-            values = dict(zip(names, row, strict=True))
+            values = dict(zip(names, row, strict=False))   # rows of our own SELECT
             record = new(cls)
             setattr_(record, "__dict__", values)
-            setattr_(record, "__pydantic_fields_set__", fields_set.copy())
+            setattr_(record, "__pydantic_fields_set__",
+                     shared if shared is not None else fields_set.copy())
             setattr_(record, "__pydantic_extra__", None)
             setattr_(record, "__pydantic_private__",
                      {"_ar_saved": values.copy(), "_ar_origin": origin, "_ar_relations": None})
-            records.append(record)
+            append(record)
         return records
 
     # -- class-level queries --------------------------------------------------

@@ -75,9 +75,21 @@ class Query(Generic[M]):
         return self.model.__ar_meta__
 
     def _copy(self, **changes: Any) -> Query[M]:
+        # spelled out: this runs for every step of every query chain
         new = Query.__new__(Query)
-        for slot in Query.__slots__:
-            object.__setattr__(new, slot, changes.get(slot, getattr(self, slot)))
+        new.model = self.model
+        new._using = self._using
+        new._wheres = self._wheres
+        new._order = self._order
+        new._limit = self._limit
+        new._offset = self._offset
+        new._select = self._select
+        new._scope = self._scope
+        new._with = self._with
+        new._joins = self._joins
+        new._lock = self._lock
+        for slot, value in changes.items():
+            setattr(new, slot, value)
         return new
 
     # -- building -----------------------------------------------------------
@@ -88,7 +100,9 @@ class Query(Generic[M]):
         wheres = list(self._wheres)
         if conditions and isinstance(conditions[0], str):
             sql, values = conditions[0], conditions[1:]
-            _fragment(sql, values, "check")  # placeholder count is checked now
+            if sql.count("?") != len(values):         # checked now, not when it runs
+                raise QueryError(f"where({sql!r}) has {sql.count('?')} '?' placeholders but "
+                                 f"{len(values)} values")
             wheres.append(("sql", sql, tuple(values)))
         else:
             for cond in conditions:
