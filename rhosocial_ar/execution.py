@@ -58,11 +58,14 @@ class Prepared:
         return dict(zip(self.names, values, strict=True))
 
     def result_processors(self, dialect: Any, description: Any) -> tuple[Any, ...]:
+        """(column index, processor) for the columns that need converting."""
         if self._result_processors is None:
-            self._result_processors = tuple(
-                type_._cached_result_processor(dialect, entry[1])
-                for type_, entry in zip(self.result_types, description, strict=False)
+            found = (
+                (i, type_._cached_result_processor(dialect, entry[1]))
+                for i, (type_, entry) in enumerate(zip(self.result_types, description,
+                                                       strict=False))
             )
+            self._result_processors = tuple((i, p) for i, p in found if p is not None)
         return self._result_processors
 
 
@@ -79,12 +82,14 @@ def _eligible(compiled: Any) -> bool:
 
 
 def _prepare(stmt: Any, dialect: Any, params: dict[str, Any]) -> Prepared | None:
-    key = (stmt, dialect, tuple(sorted(params)))
+    # the names in the caller's order: the library builds them in a stable order,
+    # and another order only costs one more compilation
+    key = (stmt, dialect, tuple(params))
     try:
         return _prepared[key]
     except KeyError:
         pass
-    compiled = stmt.compile(dialect=dialect, column_keys=sorted(params))
+    compiled = stmt.compile(dialect=dialect, column_keys=list(params))
     found = Prepared(compiled) if _eligible(compiled) else None
     if len(_prepared) >= _CACHE_LIMIT:
         _prepared.clear()
@@ -98,13 +103,14 @@ def observed(sa_conn: sa.Connection) -> bool:
     Checked on every statement, so a listener added mid-run sees every later one.
     The library's connections are its own, so only the engine's listeners count.
     """
+    if sa_conn._echo:          # what Connection.execute itself looks at for echo
+        return True
     engine = sa_conn.engine
     if engine._has_events:
         dispatch = engine.dispatch
-        if (dispatch.before_cursor_execute or dispatch.after_cursor_execute
-                or dispatch.before_execute or dispatch.after_execute):
-            return True
-    return bool(sa_conn._echo or engine._should_log_info())
+        return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute
+                    or dispatch.before_execute or dispatch.after_execute)
+    return False
 
 
 _CURSOR = "rhosocial_ar_cursor"
@@ -163,11 +169,16 @@ def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequ
 
     def rows(cursor: Any) -> Sequence[Any]:
         found = cursor.fetchall()
-        processors = prepared.result_processors(dialect, cursor.description)
-        if not any(processors):
+        convert = prepared.result_processors(dialect, cursor.description)
+        if not convert:
             return found
-        pairs = tuple(enumerate(processors))
-        return [tuple(p(row[i]) if p else row[i] for i, p in pairs) for row in found]
+        processed = []
+        for row in found:
+            values = list(row)
+            for i, process in convert:
+                values[i] = process(values[i])
+            processed.append(values)
+        return processed
 
     return _run(sa_conn, prepared, params, rows)  # type: ignore[no-any-return]
 

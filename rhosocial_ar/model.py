@@ -328,8 +328,11 @@ class ActiveRecord(BaseModel):
         return {n: values[n] for n in type(self).model_fields if n in values}
 
     def _connection(self) -> Any:
-        origin = self._ar_private()["_ar_origin"]
-        return routing.resolve(type(self), routing.override_for(type(self)) or origin)
+        """Where this record writes: a block's override, where it came from, or its model's."""
+        cls = type(self)
+        private = self.__pydantic_private__
+        origin = private["_ar_origin"] if private is not None else None
+        return routing.get_connection(routing.override_for(cls) or origin or cls.__connection__)
 
     def changed_columns(self) -> dict[str, Any]:
         """Columns whose values differ from what the database last held."""

@@ -251,13 +251,27 @@ def atomic(connection: Connection) -> Iterator[Frame]:
         yield tx._frame
 
 
-@contextmanager
-def reading(connection: Connection) -> Iterator[sa.Connection]:
-    """A SQLAlchemy Connection for a read: the open transaction's, or a pooled one."""
-    frame = current_frame(connection.name)
-    if frame is not None:
-        yield frame.sa_conn
-        return
-    with connection.connect() as sa_conn:
-        sa_conn.execution_options(**{READ_ONLY_OPTION: True})
-        yield sa_conn
+class reading:  # noqa: N801 - a context manager used like a function
+    """A SQLAlchemy Connection for a read: the open transaction's, or a pooled one.
+
+    A class, not a generator: it runs for every read.
+    """
+
+    __slots__ = ("connection", "_pooled")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._pooled: sa.Connection | None = None
+
+    def __enter__(self) -> sa.Connection:
+        frame = current_frame(self.connection.name)
+        if frame is not None:
+            return frame.sa_conn
+        self._pooled = self.connection.connect()
+        self._pooled.execution_options(**{READ_ONLY_OPTION: True})
+        return self._pooled
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pooled is not None:
+            self._pooled.close()
+            self._pooled = None
