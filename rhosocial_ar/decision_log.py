@@ -63,8 +63,16 @@ class Xid:
 
 
 def ensure_table(connection: Connection) -> None:
-    """Create the log table where it is missing (outside any transaction)."""
-    log_table.create(connection.engine, checkfirst=True)
+    """Create the log table where it is missing (outside any transaction).
+
+    Coordinators starting at once may all find it missing; those whose
+    CREATE loses the race find the table the winner made.
+    """
+    try:
+        log_table.create(connection.engine, checkfirst=True)
+    except sa.exc.DBAPIError:
+        if not has_table(connection):
+            raise
 
 
 def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> None:

@@ -92,14 +92,22 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def prepare_engine(engine: Engine) -> None:
-    """Make an engine's transactions behave the same on every dialect.
+    """Make an engine's transactions and connects behave the same on every dialect.
 
     pysqlite opens transactions lazily and breaks SAVEPOINT; SQLAlchemy's
-    documented recipe hands transaction control back to SQLAlchemy.
+    documented recipe hands transaction control back to SQLAlchemy. PyMySQL's
+    connect timeout covers only the TCP connect (see ``_bound_pymysql_handshake``).
     """
-    if engine.dialect.name != "sqlite" or getattr(engine, "_rhosocial_ar_prepared", False):
+    if getattr(engine, "_rhosocial_ar_prepared", False):
         return
+    if engine.dialect.name == "sqlite":
+        _sqlite_transactions(engine)
+    elif engine.dialect.name in ("mysql", "mariadb") and engine.dialect.driver == "pymysql":
+        _bound_pymysql_handshake(engine)
+    engine._rhosocial_ar_prepared = True  # type: ignore[attr-defined]
 
+
+def _sqlite_transactions(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -110,7 +118,29 @@ def prepare_engine(engine: Engine) -> None:
         if not conn.get_execution_options().get(READ_ONLY_OPTION):
             conn.exec_driver_sql("BEGIN")
 
-    engine._rhosocial_ar_prepared = True  # type: ignore[attr-defined]
+
+def _bound_pymysql_handshake(engine: Engine) -> None:
+    """Give up on a server that accepts the TCP connection but never answers.
+
+    PyMySQL applies ``connect_timeout`` to the TCP connect only; the server's
+    greeting and the login are read with ``read_timeout``, None by default, so a
+    hung or frozen server (or a proxy in front of a dead one) holds every new
+    connection forever. Unless the config sets a ``read_timeout``, connects read
+    with the connect timeout, and the connection then waits for queries as long
+    as they take, as before.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        if cparams.get("read_timeout") is not None:
+            return None                                   # the config's own choice
+        limit = cparams.get("connect_timeout") or CONNECT_TIMEOUT
+        conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "read_timeout": limit})
+        conn._read_timeout = None                         # PyMySQL re-arms the socket from it
+        conn._sock.settimeout(None)
+        if hasattr(conn, "_current_timeout"):
+            conn._current_timeout = None
+        return conn
 
 
 def precise_datetime() -> Any:

@@ -136,7 +136,9 @@ def _read_once_more(name: str, work: Callable[[sa.Connection], R]) -> R:
         with reading(connection) as sa_conn:
             return work(sa_conn)
     except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated or current_frame(name) is not None:
+        # no statement: the connect itself failed (it may look like a disconnect, e.g. a
+        # MySQL handshake timing out), and connecting again would only wait as long again
+        if not exc.connection_invalidated or exc.statement is None or current_frame(name) is not None:
             raise
         log.warning("connection %r: a pooled connection was dead (%s); retrying the read once",
                     name, type(exc.orig).__name__)
