@@ -528,8 +528,7 @@ class Standby:
         pid = self.pid
         if pid is None:
             return
-        self._signal_group(signal.SIGCONT)
-        self._frozen = False
+        self.thaw()
         for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 if sig == signal.SIGKILL:
@@ -575,15 +574,28 @@ class Standby:
         self._launch(timeout)
         self.timings["resume"] = time.monotonic() - started
 
+    def _children(self) -> list[int]:
+        """The postmaster's children: each calls setsid(), so signals to its group miss them."""
+        found = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in found.stdout.split()]
+
     def freeze(self) -> None:
-        """SIGSTOP every process of the standby: connections hang until their connect_timeout."""
+        """SIGSTOP every process of the standby: new connections hang until their
+        connect_timeout, and so do statements on connections already open."""
         if self.pid is None:
             raise StandbyError("the standby is not running")
-        self._signal_group(signal.SIGSTOP)
+        self._signal_group(signal.SIGSTOP)        # first the postmaster: it forks no more
+        for child in self._children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGSTOP)
         self._frozen = True
 
     def thaw(self) -> None:
         """SIGCONT after freeze()."""
+        if self.pid is not None:
+            for child in self._children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGCONT)
         self._signal_group(signal.SIGCONT)
         self._frozen = False
 
