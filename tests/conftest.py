@@ -50,6 +50,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _session_lock.pop().close()   # closing releases the lock
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="also run the long load tests (marker soak); so does RHOSOCIAL_AR_SOAK_SECONDS=N")
+
+
+@pytest.fixture(autouse=True)
+def _soak_opt_in(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``soak`` take minutes: they run only when asked for."""
+    if request.node.get_closest_marker("soak") and not (
+            request.config.getoption("--soak") or os.environ.get("RHOSOCIAL_AR_SOAK_SECONDS")):
+        pytest.skip("soak test: run with --soak or RHOSOCIAL_AR_SOAK_SECONDS=N")
+
+
 def _ensure_database(url: sa.URL) -> None:
     """Create the test database if the server has none of that name."""
     admin_db = "test" if url.get_backend_name() == "mysql" else "postgres"
