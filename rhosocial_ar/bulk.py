@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import dialects, routing
+from . import dialects, execution, routing
 from .errors import QueryError
 from .mixins import utc_now
 from .transaction import atomic
@@ -69,7 +69,7 @@ def insert_many(model: Any, rows: Iterable[Any], batch_size: int) -> int:
     with atomic(routing.resolve(model)) as frame:
         for group in _groups(values).values():
             for chunk in _chunks(group, batch_size):
-                frame.sa_conn.execute(insert, chunk)
+                execution.insert_many(frame.sa_conn, insert, chunk)
     return len(values)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["fetch_all", "observed", "write"]
+__all__ = ["fetch_all", "insert_many", "observed", "write"]
 
 _CACHE_LIMIT = 2048
 
@@ -204,3 +204,20 @@ def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
         return cursor.rowcount, (cursor.lastrowid,)
 
     return _run(sa_conn, prepared, params, outcome)  # type: ignore[no-any-return]
+
+
+def insert_many(sa_conn: sa.Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """An INSERT of many rows with the same keys, as one DB-API ``executemany``."""
+    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, rows[0])
+    if prepared is None or prepared.returning:
+        sa_conn.execute(stmt, rows)
+        return
+    arguments = [prepared.parameters(row) for row in rows]
+    cursor = None
+    try:
+        cursor = _cursor(sa_conn)
+        cursor.executemany(prepared.sql, arguments)
+    except Exception as exc:
+        _forget_cursor(sa_conn)
+        sa_conn._handle_dbapi_exception(exc, prepared.sql, arguments, cursor, None)
+        raise  # not reached: the handler raises
