@@ -138,13 +138,24 @@ class Backend:
         return self.name != "sqlite"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.backends('postgresql', ...)``: no test for the other backends at all."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("backend") if callspec is not None else None
+        (dropped if marker is not None and name is not None and name not in marker.args
+         else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     """One of the three backends, with two empty databases."""
     name = request.param
-    marker = request.node.get_closest_marker("backends")
-    if marker is not None and name not in marker.args:
-        pytest.skip(f"not applicable on {name}")
     require_backend(name)
     if name == "sqlite":
         urls = (f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}")
