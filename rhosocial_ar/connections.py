@@ -40,7 +40,7 @@ _KNOWN_KEYS = _LOCATION_KEYS | _ENGINE_KEYS | {"url", "engine", "read_only"}
 class Connection:
     """One named database: its Engine, its dialect and whether it takes writes."""
 
-    __slots__ = ("name", "engine", "read_only", "_owns_engine")
+    __slots__ = ("name", "engine", "read_only", "_owns_engine", "_side")
 
     def __init__(self, name: str, engine: Engine, *, read_only: bool = False,
                  owns_engine: bool = True) -> None:
@@ -48,6 +48,7 @@ class Connection:
         self.engine = engine
         self.read_only = read_only
         self._owns_engine = owns_engine
+        self._side: Engine | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -72,8 +73,22 @@ class Connection:
     def safe_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
+    def side_engine(self) -> Engine:
+        """The same database through a pool of its own, for short bookkeeping writes.
+
+        The two-phase decision log is written while the coordinator holds a
+        connection from the main pool; from that same pool, as many
+        coordinators as it has connections would each wait for another's.
+        """
+        if self._side is None:
+            self._side = sa.create_engine(self.engine.url, pool=self.engine.pool.recreate())
+        return self._side
+
     def dispose(self) -> None:
         """Close the pool's connections (only for engines this library created)."""
+        if self._side is not None:
+            self._side.dispose()
+            self._side = None
         if self._owns_engine:
             self.engine.dispose()
 

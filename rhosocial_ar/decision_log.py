@@ -83,14 +83,14 @@ def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> Non
     """
     row = {"gtrid": gtrid, "decision": decision, "decided_at": utc_now()}
     if isinstance(target, Connection):
-        with target.engine.begin() as conn:
+        with target.side_engine().begin() as conn:
             conn.execute(log_table.insert(), row)
     else:
         target.execute(log_table.insert(), row)
 
 
 def decision_of(connection: Connection, gtrid: str) -> str | None:
-    with connection.connect() as conn:
+    with connection.side_engine().connect() as conn:
         found = conn.execute(
             sa.select(log_table.c.decision).where(log_table.c.gtrid == gtrid)
         ).scalar()
@@ -99,7 +99,7 @@ def decision_of(connection: Connection, gtrid: str) -> str | None:
 
 def forget(connection: Connection, gtrid: str) -> None:
     """Delete a finished transaction's row (its branches are all committed)."""
-    with connection.engine.begin() as conn:
+    with connection.side_engine().begin() as conn:
         conn.execute(log_table.delete().where(log_table.c.gtrid == gtrid))
 
 

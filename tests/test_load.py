@@ -720,12 +720,6 @@ def test_first_two_phase_transactions_at_once_on_a_fresh_database():
         ConnectionManager.reset()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: two_phase() holds its branch connection on the log connection and checks "
-    "out a second one from the same pool to record the decision (decision_log.record -> "
-    "engine.begin()); with as many two-phase transactions at once as the pool holds, each "
-    "waits for the other's connection: all stall for pool_timeout, then fail with a raw "
-    "sqlalchemy.exc.TimeoutError (not PoolExhausted)"))
 def test_as_many_two_phase_transactions_at_once_as_the_pool_holds():
     require_backend("postgresql")
     require_backend("mysql")
