@@ -201,10 +201,19 @@ def load_app(spec: str | None) -> None:
         setup()
 
 
+def load_configured_app(spec: str | None) -> None:
+    """Import the app (``--app`` or the environment); it must configure some connection."""
+    from .connections import ConnectionManager
+
+    load_app(spec or os.environ.get(APP_VARIABLE))
+    if not ConnectionManager.names():
+        raise CommandError(f"no connections are configured: pass --app MODULE (or set "
+                           f"${APP_VARIABLE}) naming the module that configures them")
+
+
 def _run_db(args: argparse.Namespace) -> int:
     """Run one ``db`` subcommand for one connection or, with --all, for each in turn."""
     from . import migrate
-    from .connections import ConnectionManager
     from .errors import MigrationError
 
     command = args.db_command
@@ -215,10 +224,7 @@ def _run_db(args: argparse.Namespace) -> int:
         if not written:
             print(f"{_shown(args.directory)} already has env.py and script.py.mako")
         return 0
-    load_app(args.app or os.environ.get(APP_VARIABLE))
-    if not ConnectionManager.names():
-        raise CommandError(f"no connections are configured: pass --app MODULE (or set "
-                           f"${APP_VARIABLE}) naming the module that configures them")
+    load_configured_app(args.app)
     if args.connection is not None:
         names = [args.connection]
     else:
@@ -346,10 +352,7 @@ def _run_recover(args: argparse.Namespace) -> int:
     from .connections import ConnectionManager
     from .recovery import recover
 
-    load_app(args.app or os.environ.get(APP_VARIABLE))
-    if not ConnectionManager.names():
-        raise CommandError(f"no connections are configured: pass --app MODULE (or set "
-                           f"${APP_VARIABLE}) naming the module that configures them")
+    load_configured_app(args.app)
     names = args.connection or None
     for name in names or []:
         ConnectionManager.get(name)

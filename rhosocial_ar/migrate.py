@@ -250,34 +250,29 @@ def _ids(revisions: Any) -> str:
     return ", ".join(sorted(revisions)) or "<base>"
 
 
-def upgrade(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
-    """Run ``name``'s migrations up to ``revision``; returns the revisions the database is now at."""
+def _move(name: str, directory: PathLike, step: Any, revision: str) -> tuple[str, ...]:
+    """Run one Alembic command that moves ``name``'s version; returns where it is now."""
     _writable(name)
     config = _config(name, directory)
     _script(name, directory, config)
     with _alembic_errors(name):
-        command.upgrade(config, revision)
+        step(config, revision)
     return current(name)
+
+
+def upgrade(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+    """Run ``name``'s migrations up to ``revision``; returns the revisions the database is now at."""
+    return _move(name, directory, command.upgrade, revision)
 
 
 def downgrade(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
     """Undo ``name``'s migrations down to ``revision`` ('-1', an id, 'base'); returns where it is now."""
-    _writable(name)
-    config = _config(name, directory)
-    _script(name, directory, config)
-    with _alembic_errors(name):
-        command.downgrade(config, revision)
-    return current(name)
+    return _move(name, directory, command.downgrade, revision)
 
 
 def stamp(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
     """Record ``revision`` in ``name``'s version table without running any migration."""
-    _writable(name)
-    config = _config(name, directory)
-    _script(name, directory, config)
-    with _alembic_errors(name):
-        command.stamp(config, revision)
-    return current(name)
+    return _move(name, directory, command.stamp, revision)
 
 
 def current(name: str) -> tuple[str, ...]:
