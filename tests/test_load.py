@@ -347,11 +347,17 @@ def _check_pools(sessions_before: dict[str, int]) -> dict[str, Any]:
     sessions = _server_sessions()
     state = {}
     for name in ("default", "secondary"):
-        pool = get_connection(name).engine.pool
-        assert pool.checkedout() == 0, f"{name}: {pool.status()}"
-        assert pool.checkedin() <= pool.size()
-        assert sessions[name] == pool.checkedin(), (name, sessions, pool.status())
-        state[name] = f"{pool.checkedin()} idle/{sessions_before[name]} at start, 0 out"
+        connection = get_connection(name)
+        # the main pool, and the side pool two-phase decisions are written through
+        pools = [connection.engine.pool]
+        if connection._side is not None:
+            pools.append(connection._side.pool)
+        for pool in pools:
+            assert pool.checkedout() == 0, f"{name}: {pool.status()}"
+            assert pool.checkedin() <= pool.size()
+        idle = sum(pool.checkedin() for pool in pools)
+        assert sessions[name] == idle, (name, sessions, [p.status() for p in pools])
+        state[name] = f"{idle} idle/{sessions_before[name]} at start, 0 out"
     return state
 
 
