@@ -113,6 +113,21 @@ def require_backend(backend: str) -> None:
     pytest.skip(message)
 
 
+def require_standby() -> None:
+    """A streaming standby of the PostgreSQL server can run here (else skip, or fail in CI)."""
+    from tests.standby import standby_problem
+
+    require_backend("postgresql")
+    problem = standby_problem()
+    if problem is None:
+        return
+    message = f"NO STREAMING STANDBY POSSIBLE, replica tests did not run: {problem}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    warnings.warn(message, stacklevel=2)
+    pytest.skip(message)
+
+
 def _wipe(url: str | sa.URL) -> None:
     engine = sa.create_engine(url)
     try:

@@ -32,9 +32,9 @@ from rhosocial_ar import (
     two_phase,
 )
 from rhosocial_ar.dialects import in_doubt_xids
-from tests.conftest import IN_CI, SERVER_URLS, require_backend
+from tests.conftest import SERVER_URLS, require_backend, require_standby
 from tests.servers import restart_mariadb, restart_postgresql
-from tests.standby import Standby, running_standby, standby_problem
+from tests.standby import Standby, running_standby
 from tests.stress import Crew, report
 
 OTHER = {"postgresql": "mysql", "mysql": "postgresql"}
@@ -537,13 +537,7 @@ class CheckoutTap:
 
 @pytest.fixture
 def standby() -> Iterator[Standby]:
-    require_backend("postgresql")
-    problem = standby_problem()
-    if problem:
-        message = f"NO STREAMING STANDBY POSSIBLE, replica fault tests did not run: {problem}"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require_standby()
     ConnectionManager.reset()
     with running_standby(delay_ms=0) as running:
         ConnectionManager.configure({
