@@ -413,15 +413,11 @@ class ActiveRecord(BaseModel):
     def _update(self, only: str | None = None, before: Any = None,
                 hooks: tuple[str, ...] = ("after_update", "after_save")) -> int:
         """UPDATE the changed columns (or just ``only``) under the lock, then run ``hooks``."""
-        cls = type(self)
-        meta = cls.__ar_meta__
-        changes = self.changed_columns()
-        if only is not None:
-            changes = {only: self.__dict__[only]}
+        meta = type(self).__ar_meta__
+        changes = {only: self.__dict__[only]} if only is not None else self.changed_columns()
         if not changes:
             return 0
         saved: dict[str, Any] = self._ar_private()["_ar_saved"]
-        pks = meta.require_pk("update")
         params = self._pk_params(saved, "update")
         if before is None:
             before = self._ar_state()
@@ -434,20 +430,32 @@ class ActiveRecord(BaseModel):
             changes[meta.lock_column] = self.__dict__[meta.lock_column] = version + 1
         params.update(changes)
         conn = self._connection()
-        with atomic(conn) as frame:
-            frame.enlist(self, before)
-            count = execution.write(frame.sa_conn, stmt, params)[0]
-            if meta.lock_column and count == 0:
-                raise StaleObjectError(
-                    f"{cls.__name__} {self._pk_text(saved, pks)} was changed or deleted by "
-                    f"someone else since it was loaded (version {saved[meta.lock_column]})"
-                )
-            if only is None:
-                self._mark_saved(conn.name)
-            else:
-                for name, value in changes.items():
-                    saved[name] = value
-            for hook in hooks:
+        frame = current_frame(conn.name)
+        if frame is None or conn.read_only:
+            with atomic(conn) as frame:
+                return self._ar_update_in(frame, stmt, params, changes, before, only, hooks)
+        frame.wrote = True
+        return self._ar_update_in(frame, stmt, params, changes, before, only, hooks)
+
+    def _ar_update_in(self, frame: Any, stmt: Any, params: dict[str, Any],
+                      changes: dict[str, Any], before: Any, only: str | None,
+                      hooks: tuple[str, ...]) -> int:
+        """UPDATE inside ``frame``'s transaction, then the hooks the model overrides."""
+        meta = type(self).__ar_meta__
+        saved: dict[str, Any] = self._ar_private()["_ar_saved"]
+        frame.enlist(self, before)
+        count = execution.write(frame.sa_conn, stmt, params)[0]
+        if meta.lock_column and count == 0:
+            raise StaleObjectError(
+                f"{type(self).__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
+                f"deleted by someone else since it was loaded (version {saved[meta.lock_column]})"
+            )
+        if only is None:
+            self._mark_saved(frame.connection.name)
+        else:
+            saved.update(changes)
+        for hook in hooks:
+            if hook in meta.hooks:
                 getattr(self, hook)()
         return int(count)
 
