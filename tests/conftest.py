@@ -102,15 +102,18 @@ def server_problem(backend: str) -> str | None:
     return _server_state[backend]
 
 
-def require_backend(backend: str) -> None:
-    problem = server_problem(backend)
-    if problem is None:
-        return
-    message = f"DATABASE SERVER UNREACHABLE, tests on it did not run: {problem}"
+def _missing(message: str) -> None:
+    """Something a test needs is absent: fail under CI, skip loudly on a laptop."""
     if IN_CI:
         pytest.fail(message, pytrace=False)
-    warnings.warn(message, stacklevel=2)
+    warnings.warn(message, stacklevel=3)
     pytest.skip(message)
+
+
+def require_backend(backend: str) -> None:
+    problem = server_problem(backend)
+    if problem is not None:
+        _missing(f"DATABASE SERVER UNREACHABLE, tests on it did not run: {problem}")
 
 
 def require_standby() -> None:
@@ -119,13 +122,8 @@ def require_standby() -> None:
 
     require_backend("postgresql")
     problem = standby_problem()
-    if problem is None:
-        return
-    message = f"NO STREAMING STANDBY POSSIBLE, replica tests did not run: {problem}"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    warnings.warn(message, stacklevel=2)
-    pytest.skip(message)
+    if problem is not None:
+        _missing(f"NO STREAMING STANDBY POSSIBLE, replica tests did not run: {problem}")
 
 
 def _wipe(url: str | sa.URL) -> None:
