@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from pydantic.fields import FieldInfo
 
 from .errors import ConfigurationError, UnknownColumnError
+from .loading import shares_snapshot
 
 __all__ = ["ModelMeta", "pk_param"]
 
@@ -59,6 +60,8 @@ class ModelMeta:
                         self.updated_column, self.soft_delete_column) if n
         )
         self.query_cache: dict[Any, Any] = {}
+        self.loaders: dict[Any, Any] = {}          # loading.loader's, per column list
+        self.shares_snapshot = shares_snapshot(model)
         # the hooks this model overrides; the others are not even called
         self.hooks = frozenset(
             name for name in HOOKS

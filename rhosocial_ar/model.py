@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -22,6 +23,7 @@ from pydantic.fields import FieldInfo
 
 from . import bulk, execution, registry, routing
 from .errors import QueryError, RecordNotFound, StaleObjectError
+from .loading import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
 from .mixins import utc_now
 from .query import Query
@@ -33,6 +35,7 @@ __all__ = ["ActiveRecord"]
 
 T = TypeVar("T", bound="ActiveRecord")
 _MISSING = object()
+_set = object.__setattr__   # past pydantic's __setattr__, for the library's own slots
 
 
 
@@ -50,18 +53,58 @@ class ActiveRecord(BaseModel):
     __table__: ClassVar[sa.Table]
     c: ClassVar[Any]
 
-    # The library's per-record state lives in pydantic's ``__pydantic_private__``
-    # slot, created on first use (declared private attributes would cost every
-    # construction ~10 us): '_ar_saved' holds the column values as last read from
-    # or written to the database (None while the record is new), '_ar_origin' the
-    # connection it came from, '_ar_relations' the loaded relations.
+    # The library's per-record state, in slots beside pydantic's own (no dict per
+    # record, nothing more for the garbage collector to follow): '_ar_saved' holds
+    # the column values as last read from or written to the database (None while
+    # the record is new; often the very dict in __dict__, see loading.py),
+    # '_ar_origin' the connection it came from, '_ar_relations' the loaded relations.
+    __slots__ = STATE_SLOTS
 
-    def _ar_private(self) -> dict[str, Any]:
-        private = self.__pydantic_private__
-        if private is None:
-            private = {"_ar_saved": None, "_ar_origin": None, "_ar_relations": None}
-            object.__setattr__(self, "__pydantic_private__", private)
-        return private
+    def __init__(self, /, **data: Any) -> None:
+        super().__init__(**data)
+        _set(self, "_ar_saved", None)
+        _set(self, "_ar_origin", None)
+        _set(self, "_ar_relations", None)
+
+    def __getattr__(self, name: str) -> Any:
+        # records pydantic built without __init__ (model_validate, model_construct)
+        if name in STATE_SLOTS:
+            _set(self, name, None)
+            return None
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    def __copy__(self: T) -> T:
+        copied = super().__copy__()
+        for name in STATE_SLOTS:
+            _set(copied, name, getattr(self, name))
+        if self._ar_relations is not None:
+            _set(copied, "_ar_relations", dict(self._ar_relations))
+        return copied
+
+    def __deepcopy__(self: T, memo: dict[int, Any] | None = None) -> T:
+        copied = super().__deepcopy__(memo)
+        for name in STATE_SLOTS:
+            _set(copied, name, copy.deepcopy(getattr(self, name), memo))
+        return copied
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        state["_ar_state"] = tuple(getattr(self, name) for name in STATE_SLOTS)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        kept = state.pop("_ar_state", (None,) * len(STATE_SLOTS))
+        super().__setstate__(state)
+        for name, value in zip(STATE_SLOTS, kept, strict=True):
+            _set(self, name, value)
+
+    def _ar_own_values(self) -> dict[str, Any]:
+        """``__dict__`` for a change in place, no longer shared with the snapshot."""
+        values = self.__dict__
+        if values is self._ar_saved:
+            values = dict(values)
+            _set(self, "__dict__", values)
+        return values
 
     # -- class creation -----------------------------------------------------
 
@@ -110,25 +153,7 @@ class ActiveRecord(BaseModel):
     def _ar_load_many(cls: type[T], names: Sequence[str], rows: Iterable[Sequence[Any]],
                       origin: str | None) -> list[T]:
         """Build records from trusted database rows without re-validating them."""
-        new = object.__new__
-        setattr_ = object.__setattr__
-        fields_set = set(names)
-        # with every field loaded, pydantic's later add() to the set changes nothing,
-        # so the records can share one; partial records each get their own
-        shared = fields_set if fields_set >= cls.model_fields.keys() else None
-        records: list[T] = []
-        append = records.append
-        for row in rows:
-            values = dict(zip(names, row, strict=False))   # rows of our own SELECT
-            record = new(cls)
-            setattr_(record, "__dict__", values)
-            setattr_(record, "__pydantic_fields_set__",
-                     shared if shared is not None else fields_set.copy())
-            setattr_(record, "__pydantic_extra__", None)
-            setattr_(record, "__pydantic_private__",
-                     {"_ar_saved": values.copy(), "_ar_origin": origin, "_ar_relations": None})
-            append(record)
-        return records
+        return loader(cls, names)(rows, origin)
 
     # -- class-level queries --------------------------------------------------
 
@@ -319,8 +344,7 @@ class ActiveRecord(BaseModel):
     @property
     def is_new_record(self) -> bool:
         """True until the record has been inserted (or after it was deleted)."""
-        private = self.__pydantic_private__
-        return private is None or private["_ar_saved"] is None
+        return self._ar_saved is None
 
     def to_dict(self) -> dict[str, Any]:
         """The field values loaded on this record, by name."""
@@ -330,13 +354,12 @@ class ActiveRecord(BaseModel):
     def _connection(self) -> Any:
         """Where this record writes: a block's override, where it came from, or its model's."""
         cls = type(self)
-        private = self.__pydantic_private__
-        origin = private["_ar_origin"] if private is not None else None
-        return routing.get_connection(routing.override_for(cls) or origin or cls.__connection__)
+        return routing.get_connection(
+            routing.override_for(cls) or self._ar_origin or cls.__connection__)
 
     def changed_columns(self) -> dict[str, Any]:
         """Columns whose values differ from what the database last held."""
-        saved = self._ar_private()["_ar_saved"]
+        saved = self._ar_saved
         values = self.__dict__
         meta = type(self).__ar_meta__
         if saved is None:
@@ -417,17 +440,19 @@ class ActiveRecord(BaseModel):
         changes = {only: self.__dict__[only]} if only is not None else self.changed_columns()
         if not changes:
             return 0
-        saved: dict[str, Any] = self._ar_private()["_ar_saved"]
+        saved: dict[str, Any] = self._ar_saved
         params = self._pk_params(saved, "update")
         if before is None:
             before = self._ar_state()
-        if only is None and meta.updated_column and meta.updated_column not in changes:
-            changes[meta.updated_column] = self.__dict__[meta.updated_column] = utc_now()
         stmt = meta.update_stmt
-        if meta.lock_column:
-            stmt = meta.locked_update_stmt
-            params["_ar_lock"] = version = saved[meta.lock_column]
-            changes[meta.lock_column] = self.__dict__[meta.lock_column] = version + 1
+        if meta.updated_column or meta.lock_column:
+            values = self._ar_own_values()
+            if only is None and meta.updated_column and meta.updated_column not in changes:
+                changes[meta.updated_column] = values[meta.updated_column] = utc_now()
+            if meta.lock_column:
+                stmt = meta.locked_update_stmt
+                params["_ar_lock"] = version = saved[meta.lock_column]
+                changes[meta.lock_column] = values[meta.lock_column] = version + 1
         params.update(changes)
         conn = self._connection()
         frame = current_frame(conn.name)
@@ -442,7 +467,7 @@ class ActiveRecord(BaseModel):
                       hooks: tuple[str, ...]) -> int:
         """UPDATE inside ``frame``'s transaction, then the hooks the model overrides."""
         meta = type(self).__ar_meta__
-        saved: dict[str, Any] = self._ar_private()["_ar_saved"]
+        saved: dict[str, Any] = self._ar_saved
         frame.enlist(self, before)
         count = execution.write(frame.sa_conn, stmt, params)[0]
         if meta.lock_column and count == 0:
@@ -452,8 +477,8 @@ class ActiveRecord(BaseModel):
             )
         if only is None:
             self._mark_saved(frame.connection.name)
-        else:
-            saved.update(changes)
+        else:   # a new dict: the state kept for a rollback holds the old one
+            _set(self, "_ar_saved", {**saved, **changes})
         for hook in hooks:
             if hook in meta.hooks:
                 getattr(self, hook)()
@@ -481,16 +506,15 @@ class ActiveRecord(BaseModel):
 
     def _ar_state(self) -> tuple[Any, ...]:
         """What a rollback must put back: persisted state and bookkeeping columns."""
-        private = self._ar_private()
         values = self.__dict__
         kept = {n: values[n] for n in type(self).__ar_meta__.bookkeeping if n in values}
-        return private["_ar_saved"], private["_ar_origin"], kept
+        return self._ar_saved, self._ar_origin, kept
 
     def _ar_restore(self, state: tuple[Any, ...]) -> None:
         saved, origin, kept = state
-        private = self._ar_private()
-        private["_ar_saved"], private["_ar_origin"] = saved, origin
-        values = self.__dict__
+        _set(self, "_ar_saved", saved)
+        _set(self, "_ar_origin", origin)
+        values = self._ar_own_values()
         for name in type(self).__ar_meta__.bookkeeping:
             if name in kept:
                 values[name] = kept[name]
@@ -498,10 +522,11 @@ class ActiveRecord(BaseModel):
                 values.pop(name, None)
 
     def _mark_saved(self, origin: str) -> None:
-        private = self._ar_private()
+        meta = type(self).__ar_meta__
         values = self.__dict__
-        private["_ar_saved"] = {n: values[n] for n in type(self).__ar_meta__.names if n in values}
-        private["_ar_origin"] = origin
+        _set(self, "_ar_saved", values if meta.shares_snapshot
+             else {n: values[n] for n in meta.names if n in values})
+        _set(self, "_ar_origin", origin)
 
     def delete(self) -> int:
         """Delete the row (soft-delete models set ``deleted_at``); returns the rows deleted."""
@@ -513,7 +538,7 @@ class ActiveRecord(BaseModel):
         if meta.soft_delete_column:
             # only deleted_at is written; other pending changes stay pending
             before = self._ar_state()
-            self.__dict__[meta.soft_delete_column] = utc_now()
+            self._ar_own_values()[meta.soft_delete_column] = utc_now()
             return self._update(only=meta.soft_delete_column, before=before,
                                 hooks=("after_destroy",))
         return self._hard_delete()
@@ -528,7 +553,7 @@ class ActiveRecord(BaseModel):
     def _hard_delete(self) -> int:
         cls = type(self)
         meta = cls.__ar_meta__
-        saved: dict[str, Any] = self._ar_private()["_ar_saved"]
+        saved: dict[str, Any] = self._ar_saved
         params = self._pk_params(saved, "delete")
         before = self._ar_state()
         stmt = meta.delete_stmt
@@ -544,7 +569,7 @@ class ActiveRecord(BaseModel):
                     f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
                     f"deleted by someone else since it was loaded"
                 )
-            self._ar_private()["_ar_saved"] = None
+            _set(self, "_ar_saved", None)
             self.after_destroy()
         return int(count)
 
@@ -552,7 +577,7 @@ class ActiveRecord(BaseModel):
         """Reload every column from the database; raises ``RecordNotFound`` if gone."""
         cls = type(self)
         meta = cls.__ar_meta__
-        saved = self._ar_private()["_ar_saved"]
+        saved = self._ar_saved
         if saved is None:
             raise QueryError(f"cannot refresh a {cls.__name__} that was never saved")
         pks = meta.require_pk("refresh")
@@ -560,8 +585,8 @@ class ActiveRecord(BaseModel):
         origin = self._connection().name
         query = Query(cls).using(origin).with_deleted()
         fresh = query.find(*key)
-        self.__dict__.update(fresh.__dict__)
-        self._ar_private()["_ar_saved"] = fresh._ar_private()["_ar_saved"]
+        self._ar_own_values().update(fresh.__dict__)
+        _set(self, "_ar_saved", fresh._ar_saved)
         return self
 
     # -- hooks (override in models) -------------------------------------------

@@ -102,14 +102,15 @@ class Relation(Generic[T]):
         return _Accessor(self, record)
 
     def cached(self, record: Any) -> Any:
-        cache = record._ar_private()["_ar_relations"]
+        cache = record._ar_relations
         return _MISSING if cache is None else cache.get(self.name, _MISSING)
 
     def store(self, record: Any, value: Any) -> None:
-        private = record._ar_private()
-        if private["_ar_relations"] is None:
-            private["_ar_relations"] = {}
-        private["_ar_relations"][self.name] = value
+        cache = record._ar_relations
+        if cache is None:
+            cache = {}
+            object.__setattr__(record, "_ar_relations", cache)   # a slot, past pydantic
+        cache[self.name] = value
 
     def load(self, record: Any) -> Any:
         """Query the related record(s) for one owner record."""
