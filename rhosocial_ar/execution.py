@@ -17,12 +17,16 @@ query logging and query-count tests see everything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-__all__ = ["fetch_all", "insert_many", "observed", "write"]
+__all__ = ["fetch", "fetch_all", "insert_many", "observed", "write"]
+
+R = TypeVar("R")
+# (column index, SQLAlchemy result processor) for the columns that need converting
+Converters = tuple[tuple[int, Callable[[Any], Any]], ...]
 
 _CACHE_LIMIT = 2048
 
@@ -47,7 +51,7 @@ class Prepared:
         self.returning = tuple(returning) if returning else ()
         columns = compiled._result_columns
         self.result_types = tuple(entry[3] for entry in columns) if columns else ()
-        self._result_processors: tuple[Any, ...] | None = None
+        self._result_processors: Converters | None = None
 
     def parameters(self, params: dict[str, Any]) -> Any:
         get = params.get
@@ -57,7 +61,7 @@ class Prepared:
             return tuple(values)
         return dict(zip(self.names, values, strict=True))
 
-    def result_processors(self, dialect: Any, description: Any) -> tuple[Any, ...]:
+    def result_processors(self, dialect: Any, description: Any) -> Converters:
         """(column index, processor) for the columns that need converting."""
         if self._result_processors is None:
             found = (
@@ -160,27 +164,38 @@ def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
         raise  # not reached: the handler raises
 
 
-def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequence[Any]:
-    """Every row of a SELECT, with SQLAlchemy's result processing."""
+def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
+          consume: Callable[[Iterable[Sequence[Any]], Converters], R]) -> R:
+    """Run a SELECT and return ``consume(rows, converters)``.
+
+    On the fast path ``rows`` is the DB-API cursor itself (rows are not all
+    kept at once) and ``converters`` lists SQLAlchemy's result processors as
+    (column index, processor) for the columns that need one; through
+    SQLAlchemy the rows are its processed ``Row`` objects and there are none.
+    """
     prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, params)
     if prepared is None:
-        return sa_conn.execute(stmt, params).all()
+        return consume(sa_conn.execute(stmt, params), ())
     dialect = sa_conn.dialect
+    return _run(sa_conn, prepared, params, lambda cursor: consume(  # type: ignore[no-any-return]
+        cursor, prepared.result_processors(dialect, cursor.description)))
 
-    def rows(cursor: Any) -> Sequence[Any]:
-        found = cursor.fetchall()
-        convert = prepared.result_processors(dialect, cursor.description)
-        if not convert:
-            return found
-        processed = []
-        for row in found:
-            values = list(row)
-            for i, process in convert:
-                values[i] = process(values[i])
-            processed.append(values)
-        return processed
 
-    return _run(sa_conn, prepared, params, rows)  # type: ignore[no-any-return]
+def _converted(rows: Iterable[Sequence[Any]], converters: Converters) -> list[Sequence[Any]]:
+    if not converters:
+        return list(rows)
+    converted = []
+    for row in rows:
+        values = list(row)
+        for i, process in converters:
+            values[i] = process(values[i])
+        converted.append(values)
+    return converted
+
+
+def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequence[Any]:
+    """Every row of a SELECT, with SQLAlchemy's result processing."""
+    return fetch(sa_conn, stmt, params, _converted)
 
 
 def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],

@@ -259,11 +259,17 @@ class ActiveRecord(BaseModel):
             return Query(cls).find(*pk)
         params = {pk_param(i): value for i, value in enumerate(pk)}
         stmt = meta.find_stmt
-        rows, origin = routing.read(cls, None, lambda c: execution.fetch_all(c, stmt, params))
-        if not rows:
+        names = meta.names
+
+        def load(sa_conn: Any, origin: str) -> list[T]:
+            return execution.fetch(sa_conn, stmt, params, lambda rows, converters: loader(
+                cls, names, converters)(rows, origin))
+
+        found = routing.read(cls, None, load)[0]
+        if not found:
             key = ", ".join(f"{n}={v!r}" for n, v in zip(pks, pk, strict=True))
             raise RecordNotFound(f"{cls.__name__} with {key} not found")
-        return cls._ar_load_many(meta.names, rows, origin)[0]
+        return found[0]
 
     @classmethod
     def find_by(cls: type[T], **columns: Any) -> T | None:
@@ -285,7 +291,7 @@ class ActiveRecord(BaseModel):
         meta = cls.__ar_meta__
         typed = clause.columns(**meta.column_types)  # text() results are untyped otherwise
 
-        def fetch(sa_conn: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+        def fetch(sa_conn: Any, _: str) -> tuple[list[str], list[tuple[Any, ...]]]:
             result = sa_conn.execute(typed, bound)
             keys = [k for k in result.keys() if k in meta.name_set]  # noqa: SIM118 (a Result)
             return keys, [tuple(m[k] for k in keys) for m in result.mappings()]

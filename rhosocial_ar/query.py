@@ -20,6 +20,7 @@ from sqlalchemy.sql.util import find_tables
 
 from . import execution, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
+from .loading import loader
 from .meta import ModelMeta
 from .mixins import utc_now
 from .relation import eager_load, relations_of
@@ -352,8 +353,13 @@ class Query(Generic[M]):
     def all(self) -> list[M]:
         """Every matching record (and the relations asked for with ``with_``)."""
         stmt, params = self._select_stmt()
-        rows, origin = self._read(lambda c: execution.fetch_all(c, stmt, params))
-        records = self.model._ar_load_many(self._columns()[0], rows, origin)
+        model, names = self.model, self._columns()[0]
+
+        def load(sa_conn: Any, origin: str) -> list[M]:
+            return execution.fetch(sa_conn, stmt, params, lambda rows, converters: loader(
+                model, names, converters)(rows, origin))
+
+        records = self._read(load)[0]
         if self._with:
             eager_load(self.model, records, self._with)
         return records
@@ -436,7 +442,7 @@ class Query(Generic[M]):
         else:
             stmt = sa.select(expr(self._meta.table)).select_from(self._from_clause())
             stmt = stmt.where(*clauses)
-        return self._read(lambda c: c.execute(stmt, params).scalar())[0]
+        return self._read(lambda c, _: c.execute(stmt, params).scalar())[0]
 
     def count(self) -> int:
         return int(self._aggregate(lambda _t: sa.func.count()))
@@ -469,7 +475,7 @@ class Query(Generic[M]):
         if not names:
             raise QueryError("pluck() needs at least one column name")
         stmt, params = self.select(*names)._select_stmt()
-        rows = self._read(lambda c: execution.fetch_all(c, stmt, params))[0]
+        rows = self._read(lambda c, _: execution.fetch_all(c, stmt, params))[0]
         if len(names) == 1:
             return [row[0] for row in rows]
         return [tuple(row) for row in rows]

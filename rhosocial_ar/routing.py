@@ -103,28 +103,29 @@ def read_connection_name(model: Any, explicit: str | None = None) -> tuple[str, 
     return replica, primary
 
 
-def read(model: Any, explicit: str | None, work: Callable[[sa.Connection], R]) -> tuple[R, str]:
-    """Run ``work`` on the connection a read of ``model`` goes to.
+def read(model: Any, explicit: str | None,
+         work: Callable[[sa.Connection, str], R]) -> tuple[R, str]:
+    """Run ``work(sa_connection, origin)`` on the connection a read of ``model`` goes to.
 
-    Returns the result and the name records should write back to (the
-    primary when the read went to a replica).
+    ``origin`` is the name records should write back to (the primary when the
+    read goes to a replica); it is returned with the result.
     """
     name, fallback = read_connection_name(model, explicit)
     origin = fallback or name
     if fallback is None:
-        return _read_once_more(name, work), origin
+        return _read_once_more(name, origin, work), origin
     try:
         with reading(get_connection(name)) as sa_conn:
-            return work(sa_conn), origin
+            return work(sa_conn, origin), origin
     except sa.exc.DBAPIError as exc:
         # only a lost or refused connection; an error in the SQL is the caller's
         if not (exc.connection_invalidated or _is_connect_failure(exc)):
             raise
         _mark_down(name, fallback, exc)
-    return _read_once_more(fallback, work), origin
+    return _read_once_more(fallback, origin, work), origin
 
 
-def _read_once_more(name: str, work: Callable[[sa.Connection], R]) -> R:
+def _read_once_more(name: str, origin: str, work: Callable[[sa.Connection, str], R]) -> R:
     """Run a read; outside a transaction, retry it once on a connection found dead.
 
     A server restart leaves dead connections in the pool; SQLAlchemy discards
@@ -134,7 +135,7 @@ def _read_once_more(name: str, work: Callable[[sa.Connection], R]) -> R:
     connection = get_connection(name)
     try:
         with reading(connection) as sa_conn:
-            return work(sa_conn)
+            return work(sa_conn, origin)
     except sa.exc.DBAPIError as exc:
         # no statement: the connect itself failed (it may look like a disconnect, e.g. a
         # MySQL handshake timing out), and connecting again would only wait as long again
@@ -143,7 +144,7 @@ def _read_once_more(name: str, work: Callable[[sa.Connection], R]) -> R:
         log.warning("connection %r: a pooled connection was dead (%s); retrying the read once",
                     name, type(exc.orig).__name__)
     with reading(connection) as sa_conn:
-        return work(sa_conn)
+        return work(sa_conn, origin)
 
 
 def _is_connect_failure(exc: sa.exc.DBAPIError) -> bool:
