@@ -35,7 +35,7 @@ class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
     __slots__ = ("sql", "names", "spec", "positional", "returning", "result_types",
-                 "_result_processors")
+                 "_result_processors", "_expanding")
 
     def __init__(self, compiled: Any) -> None:
         self.sql: str = compiled.string
@@ -52,6 +52,25 @@ class Prepared:
         columns = compiled._result_columns
         self.result_types = tuple(entry[3] for entry in columns) if columns else ()
         self._result_processors: Converters | None = None
+        # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
+        self._expanding = compiled if compiled.post_compile_params else None
+
+    def statement(self, params: dict[str, Any]) -> tuple[str, Any]:
+        """The SQL and the DB-API arguments for one execution."""
+        if self._expanding is None:
+            return self.sql, self.parameters(params)
+        # what SQLAlchemy's execution context does with an expanding parameter
+        get = params.get
+        by_name = {name: get(key, default)
+                   for name, (key, default, _) in zip(self.names, self.spec, strict=True)}
+        state = self._expanding._process_parameters_for_postcompile(by_name)
+        values, processors = state.parameters, state.processors
+        if self.positional:
+            return state.statement, tuple(
+                processors[n](values[n]) if n in processors else values[n]
+                for n in state.positiontup)
+        return state.statement, {
+            n: processors[n](v) if n in processors else v for n, v in values.items()}
 
     def parameters(self, params: dict[str, Any]) -> Any:
         get = params.get
@@ -79,7 +98,8 @@ _prepared: dict[tuple[Any, ...], Prepared | None] = {}
 def _eligible(compiled: Any) -> bool:
     """Statements whose execution needs nothing SQLAlchemy does at run time."""
     return not (
-        compiled.literal_execute_params or compiled.post_compile_params
+        compiled.literal_execute_params
+        or (compiled.post_compile_params and compiled.escaped_bind_names)
         or compiled.insert_prefetch or compiled.update_prefetch
         or compiled.schema_translate_map or compiled._render_postcompile
     )
@@ -150,17 +170,17 @@ def _forget_cursor(sa_conn: sa.Connection) -> None:
 
 def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
          consume: Callable[[Any], Any]) -> Any:
-    arguments = prepared.parameters(params)
+    sql, arguments = prepared.statement(params)
     cursor = None
     try:
         cursor = _cursor(sa_conn)
-        cursor.execute(prepared.sql, arguments)
+        cursor.execute(sql, arguments)
         return consume(cursor)
     except Exception as exc:
         _forget_cursor(sa_conn)
         # SQLAlchemy's own handling: wraps the driver error (IntegrityError, ...),
         # invalidates a disconnected connection and its pool, runs handle_error
-        sa_conn._handle_dbapi_exception(exc, prepared.sql, arguments, cursor, None)
+        sa_conn._handle_dbapi_exception(exc, sql, arguments, cursor, None)
         raise  # not reached: the handler raises
 
 
