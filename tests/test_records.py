@@ -265,3 +265,48 @@ def test_server_defaults_fill_in_when_left_out(db):
     t = Ticket.create(title="t")
     assert t.state == "open" and Ticket.find(t.id).state == "open"
     assert Ticket.create(title="u", state="closed").state == "closed"
+
+
+def test_copies_and_pickles_keep_the_record_state(db):
+    import copy
+    import pickle
+
+    make_tables(User)
+    ann = User.create(username="ann", email="a@x", age=30)
+    for twin in (copy.copy(ann), ann.model_copy(), copy.deepcopy(ann),
+                 pickle.loads(pickle.dumps(ann))):
+        assert not twin.is_new_record and twin == ann
+        twin.age = 31
+        assert twin.changed_columns() == {"age": 31}
+        assert ann.changed_columns() == {}
+    built = User.model_validate({"username": "bob", "email": "b@x"})
+    assert built.is_new_record and built.save() == 1 and User.count() == 2
+
+
+def test_a_loaded_record_notices_every_change_and_only_changes(db):
+    make_tables(User)
+    User.create(username="ann", email="a@x", age=30)
+    ann = User.find_by(username="ann")
+    assert ann.changed_columns() == {} and ann.save() == 0
+    ann.age = 30                                     # the same value: nothing to write
+    assert ann.changed_columns() == {}
+    ann.email = "new@x"
+    assert ann.changed_columns() == {"email": "new@x"}
+    assert ann.save() == 1 and ann.changed_columns() == {}
+    ann.age = 40
+    assert ann.changed_columns() == {"age": 40}
+    assert User.find(ann.id).email == "new@x"
+
+
+def test_a_rolled_back_soft_delete_leaves_the_record_as_loaded(db):
+    make_tables(Doc)
+    Doc.create(title="kept")
+    doc = Doc.find_by(title="kept")
+    with pytest.raises(RuntimeError), Doc.transaction():
+        doc.delete()
+        assert doc.deleted_at is not None
+        raise RuntimeError("roll back")
+    assert doc.deleted_at is None and doc.changed_columns() == {}
+    assert Doc.count() == 1
+    doc.title = "edited"
+    assert doc.save() == 1 and Doc.find(doc.id).title == "edited"
