@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 
@@ -35,7 +35,7 @@ class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
     __slots__ = ("sql", "names", "spec", "positional", "returning", "result_types",
-                 "_result_processors", "_expanding")
+                 "parameters", "_result_processors", "_expanding")
 
     def __init__(self, compiled: Any) -> None:
         self.sql: str = compiled.string
@@ -51,6 +51,8 @@ class Prepared:
         self.returning = tuple(returning) if returning else ()
         columns = compiled._result_columns
         self.result_types = tuple(entry[3] for entry in columns) if columns else ()
+        self.parameters: Callable[[dict[str, Any]], Any] = _arguments_builder(
+            self.names, self.spec, self.positional)
         self._result_processors: Converters | None = None
         # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
         self._expanding = compiled if compiled.post_compile_params else None
@@ -72,17 +74,10 @@ class Prepared:
         return state.statement, {
             n: processors[n](v) if n in processors else v for n, v in values.items()}
 
-    def parameters(self, params: dict[str, Any]) -> Any:
-        get = params.get
-        values = [process(get(key, default)) if process is not None else get(key, default)
-                  for key, default, process in self.spec]
-        if self.positional:
-            return tuple(values)
-        return dict(zip(self.names, values, strict=True))
-
-    def result_processors(self, dialect: Any, description: Any) -> Converters:
+    def result_processors(self, dialect: Any, cursor: Any) -> Converters:
         """(column index, processor) for the columns that need converting."""
         if self._result_processors is None:
+            description = cursor.description   # not free: psycopg2 builds it on each access
             found = (
                 (i, type_._cached_result_processor(dialect, entry[1]))
                 for i, (type_, entry) in enumerate(zip(self.result_types, description,
@@ -90,6 +85,33 @@ class Prepared:
             )
             self._result_processors = tuple((i, p) for i, p in found if p is not None)
         return self._result_processors
+
+
+def _arguments_builder(names: tuple[str, ...], spec: tuple[Any, ...],
+                       positional: bool) -> Callable[[dict[str, Any]], Any]:
+    """``params -> DB-API arguments``, written out for one statement's parameters.
+
+    Per value: the caller's value (or the bind's own), through SQLAlchemy's
+    bind processor when the type has one; a tuple for positional paramstyles,
+    else a dict. Generated because it runs for every statement and every row
+    of an executemany.
+    """
+    namespace: dict[str, Any] = {}
+    values = []
+    for i, (key, default, process) in enumerate(spec):
+        namespace[f"d{i}"] = default
+        value = f"get({key!r}, d{i})"
+        if process is not None:
+            namespace[f"p{i}"] = process
+            value = f"p{i}({value})"
+        values.append(value)
+    if positional:
+        built = f"({''.join(v + ', ' for v in values)})"
+    else:
+        built = "{" + ", ".join(f"{n!r}: {v}" for n, v in zip(names, values, strict=True)) + "}"
+    source = f"def arguments(params):\n    get = params.get\n    return {built}\n"
+    exec(compile(source, "<rhosocial_ar arguments>", "exec"), namespace)  # noqa: S102
+    return namespace["arguments"]  # type: ignore[no-any-return]
 
 
 _prepared: dict[tuple[Any, ...], Prepared | None] = {}
@@ -105,15 +127,15 @@ def _eligible(compiled: Any) -> bool:
     )
 
 
-def _prepare(stmt: Any, dialect: Any, params: dict[str, Any]) -> Prepared | None:
+def _prepare(stmt: Any, dialect: Any, keys: Iterable[str]) -> Prepared | None:
     # the names in the caller's order: the library builds them in a stable order,
     # and another order only costs one more compilation
-    key = (stmt, dialect, tuple(params))
+    key = (stmt, dialect, keys if isinstance(keys, tuple) else tuple(keys))
     try:
         return _prepared[key]
     except KeyError:
         pass
-    compiled = stmt.compile(dialect=dialect, column_keys=list(params))
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
     found = Prepared(compiled) if _eligible(compiled) else None
     if len(_prepared) >= _CACHE_LIMIT:
         _prepared.clear()
@@ -177,11 +199,16 @@ def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
         cursor.execute(sql, arguments)
         return consume(cursor)
     except Exception as exc:
-        _forget_cursor(sa_conn)
-        # SQLAlchemy's own handling: wraps the driver error (IntegrityError, ...),
-        # invalidates a disconnected connection and its pool, runs handle_error
-        sa_conn._handle_dbapi_exception(exc, sql, arguments, cursor, None)
-        raise  # not reached: the handler raises
+        _failed(sa_conn, exc, sql, arguments, cursor)
+
+
+def _failed(sa_conn: sa.Connection, exc: Exception, sql: str, arguments: Any,
+            cursor: Any) -> NoReturn:
+    _forget_cursor(sa_conn)
+    # SQLAlchemy's own handling: wraps the driver error (IntegrityError, ...),
+    # invalidates a disconnected connection and its pool, runs handle_error
+    sa_conn._handle_dbapi_exception(exc, sql, arguments, cursor, None)
+    raise exc  # not reached: the handler raises
 
 
 def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
@@ -198,7 +225,7 @@ def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
         return consume(sa_conn.execute(stmt, params), ())
     dialect = sa_conn.dialect
     return _run(sa_conn, prepared, params, lambda cursor: consume(  # type: ignore[no-any-return]
-        cursor, prepared.result_processors(dialect, cursor.description)))
+        cursor, prepared.result_processors(dialect, cursor)))
 
 
 def _converted(rows: Iterable[Sequence[Any]], converters: Converters) -> list[Sequence[Any]]:
@@ -219,26 +246,34 @@ def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequ
 
 
 def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
-          pk_names: Sequence[str] = ()) -> tuple[int, tuple[Any, ...] | None]:
-    """Run an INSERT, UPDATE or DELETE; returns (rowcount, the inserted primary key)."""
-    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, params)
+          pk_names: Sequence[str] = (), keys: tuple[str, ...] | None = None,
+          ) -> tuple[int, tuple[Any, ...] | None]:
+    """Run an INSERT, UPDATE or DELETE; returns (rowcount, the inserted primary key).
+
+    ``keys``: the parameters to send when ``params`` holds more (a record's values).
+    """
+    if keys is None:
+        keys = tuple(params)
+    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, keys)
     if prepared is None:
-        result = sa_conn.execute(stmt, params)
+        result = sa_conn.execute(stmt, {k: params[k] for k in keys})
         inserted = result.inserted_primary_key if result.context.isinsert else None
         return result.rowcount, tuple(inserted) if inserted is not None else None
 
-    def outcome(cursor: Any) -> tuple[int, tuple[Any, ...] | None]:
+    sql, arguments = prepared.statement(params)
+    cursor = None
+    try:   # _run's work, inline: this runs for every save
+        cursor = _cursor(sa_conn)
+        cursor.execute(sql, arguments)
         if prepared.returning:
             row = cursor.fetchone()
             return cursor.rowcount, tuple(row) if row is not None else None
-        if not pk_names:
-            return cursor.rowcount, None
-        given = tuple(params.get(n) for n in pk_names)
-        if None not in given:
-            return cursor.rowcount, given
-        return cursor.rowcount, (cursor.lastrowid,)
-
-    return _run(sa_conn, prepared, params, outcome)  # type: ignore[no-any-return]
+    except Exception as exc:
+        _failed(sa_conn, exc, sql, arguments, cursor)
+    if not pk_names:
+        return cursor.rowcount, None
+    given = tuple([params.get(n) for n in pk_names])
+    return cursor.rowcount, given if None not in given else (cursor.lastrowid,)
 
 
 def insert_many(sa_conn: sa.Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:

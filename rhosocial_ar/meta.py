@@ -55,10 +55,13 @@ class ModelMeta:
         # an INSERT leaves these out when they are None: autoincrement keys, server defaults
         self.defaulted_by_database = self.server_defaults | frozenset(self.pk_names)
         # columns the library itself writes during save; restored on rollback
-        self.bookkeeping = frozenset(
+        self.bookkeeping = tuple(dict.fromkeys(
             n for n in (*self.pk_names, self.lock_column, self.created_column,
                         self.updated_column, self.soft_delete_column) if n
-        )
+        ))
+        # every field is a column: a record's values dict holds nothing else
+        self.fields_are_columns = set(fields) == set(self.names)
+        self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.query_cache: dict[Any, Any] = {}
         self.loaders: dict[Any, Any] = {}          # loading.loader's, per column list
         self.shares_snapshot = shares_snapshot(model)
@@ -69,6 +72,20 @@ class ModelMeta:
                    and k.__module__ != "rhosocial_ar.model")
         )
         self._adapters: dict[str, TypeAdapter[Any]] = {}
+
+    def insert_keys(self, values: dict[str, Any]) -> tuple[str, ...]:
+        """The columns an INSERT of a record's ``values`` sends.
+
+        All but those the database fills in (autoincrement keys, server
+        defaults) when they are None, and any missing from ``values``.
+        """
+        omitted = tuple([n for n in self.defaulted_by_database if values.get(n) is None])
+        if len(values) < len(self.fields):   # a record built without every field
+            return tuple(n for n in self.names if n in values and n not in omitted)
+        keys = self._insert_keys.get(omitted)
+        if keys is None:
+            keys = self._insert_keys[omitted] = tuple(n for n in self.names if n not in omitted)
+        return keys
 
     # -- checks -------------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = ["ActiveRecord"]
 T = TypeVar("T", bound="ActiveRecord")
 _MISSING = object()
 _set = object.__setattr__   # past pydantic's __setattr__, for the library's own slots
+_PK_0 = pk_param(0)
 
 
 
@@ -61,10 +62,11 @@ class ActiveRecord(BaseModel):
     __slots__ = STATE_SLOTS
 
     def __init__(self, /, **data: Any) -> None:
-        super().__init__(**data)
-        _set(self, "_ar_saved", None)
-        _set(self, "_ar_origin", None)
-        _set(self, "_ar_relations", None)
+        # what BaseModel.__init__ does, without a second call frame: it runs per record
+        self.__pydantic_validator__.validate_python(data, self_instance=self)
+        _set_saved(self, None)
+        _set_origin(self, None)
+        _set_relations(self, None)
 
     def __getattr__(self, name: str) -> Any:
         # records pydantic built without __init__ (model_validate, model_construct)
@@ -370,20 +372,27 @@ class ActiveRecord(BaseModel):
         meta = type(self).__ar_meta__
         if saved is None:
             return {n: values[n] for n in meta.names if n in values}
+        if values is saved:
+            return {}
+        get = saved.get
+        if meta.fields_are_columns:
+            return {n: v for n, v in values.items()
+                    if (old := get(n, _MISSING)) is not v and old != v}
         return {
             n: values[n] for n in meta.names
-            if n in values and saved.get(n, _MISSING) is not values[n]
-            and saved.get(n, _MISSING) != values[n]
+            if n in values and (old := get(n, _MISSING)) is not values[n] and old != values[n]
         }
 
     def save(self) -> int:
         """Insert or update (changed columns only); returns the rows written."""
         hooks = type(self).__ar_meta__.hooks
+        if not hooks:
+            return self._insert() if self._ar_saved is None else self._update()
         if "before_validate" in hooks:
             self.before_validate()
         if "before_save" in hooks:
             self.before_save()
-        if self.is_new_record:
+        if self._ar_saved is None:
             if "before_create" in hooks:
                 self.before_create()
             return self._insert()
@@ -398,17 +407,14 @@ class ActiveRecord(BaseModel):
         values = self.__dict__
         if meta.created_column or meta.updated_column or meta.lock_column:
             self._ar_stamp_new(meta)
-        row = {n: values[n] for n in meta.names if n in values}
-        for name in meta.defaulted_by_database:   # None lets the database fill it in
-            if row.get(name, 0) is None:
-                del row[name]
+        keys = meta.insert_keys(values)
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
             with atomic(conn) as frame:
-                self._ar_insert_in(frame, row, before)
+                self._ar_insert_in(frame, keys, before)
         else:
             frame.wrote = True
-            self._ar_insert_in(frame, row, before)
+            self._ar_insert_in(frame, keys, before)
         return 1
 
     def _ar_stamp_new(self, meta: ModelMeta) -> None:
@@ -420,17 +426,17 @@ class ActiveRecord(BaseModel):
         if meta.lock_column and values.get(meta.lock_column) is None:
             values[meta.lock_column] = 0
 
-    def _ar_insert_in(self, frame: Any, row: dict[str, Any], before: Any) -> None:
-        """INSERT inside ``frame``'s transaction, then the after-hooks."""
+    def _ar_insert_in(self, frame: Any, keys: tuple[str, ...], before: Any) -> None:
+        """INSERT ``keys`` of the record's values inside ``frame``'s transaction, then hooks."""
         meta = type(self).__ar_meta__
         values = self.__dict__
         frame.enlist(self, before)
-        _, inserted = execution.write(frame.sa_conn, meta.insert_stmt, row, meta.pk_names)
+        _, inserted = execution.write(frame.sa_conn, meta.insert_stmt, values, meta.pk_names, keys)
         if inserted:
             for pk, value in zip(meta.pk_names, inserted, strict=False):
                 if value is not None:
                     values[pk] = value
-        if meta.server_defaults and any(row.get(n) is None for n in meta.server_defaults):
+        if meta.server_defaults and any(values.get(n) is None for n in meta.server_defaults):
             self._ar_fetch_server_defaults(frame.sa_conn)
         self._mark_saved(frame.connection.name)
         hooks = meta.hooks
@@ -485,9 +491,10 @@ class ActiveRecord(BaseModel):
             self._mark_saved(frame.connection.name)
         else:   # a new dict: the state kept for a rollback holds the old one
             _set(self, "_ar_saved", {**saved, **changes})
-        for hook in hooks:
-            if hook in meta.hooks:
-                getattr(self, hook)()
+        if meta.hooks:
+            for hook in hooks:
+                if hook in meta.hooks:
+                    getattr(self, hook)()
         return int(count)
 
     def _ar_fetch_server_defaults(self, sa_conn: Any) -> None:
@@ -502,9 +509,13 @@ class ActiveRecord(BaseModel):
 
     def _pk_params(self, saved: dict[str, Any], action: str) -> dict[str, Any]:
         pks = type(self).__ar_meta__.require_pk(action)
-        if any(saved.get(n) is None for n in pks):
-            raise QueryError(f"cannot {action} a record loaded without its primary key {pks}")
-        return {pk_param(i): saved[n] for i, n in enumerate(pks)}
+        if len(pks) == 1:
+            key = saved.get(pks[0])
+            if key is not None:
+                return {_PK_0: key}
+        elif all(saved.get(n) is not None for n in pks):
+            return {pk_param(i): saved[n] for i, n in enumerate(pks)}
+        raise QueryError(f"cannot {action} a record loaded without its primary key {pks}")
 
     @staticmethod
     def _pk_text(saved: dict[str, Any], pks: Sequence[str]) -> str:
@@ -530,9 +541,9 @@ class ActiveRecord(BaseModel):
     def _mark_saved(self, origin: str) -> None:
         meta = type(self).__ar_meta__
         values = self.__dict__
-        _set(self, "_ar_saved", values if meta.shares_snapshot
-             else {n: values[n] for n in meta.names if n in values})
-        _set(self, "_ar_origin", origin)
+        _set_saved(self, values if meta.shares_snapshot
+                   else {n: values[n] for n in meta.names if n in values})
+        _set_origin(self, origin)
 
     def delete(self) -> int:
         """Delete the row (soft-delete models set ``deleted_at``); returns the rows deleted."""
@@ -608,3 +619,9 @@ class ActiveRecord(BaseModel):
     def after_destroy(self) -> None: ...
     def after_commit(self) -> None: ...
     def after_rollback(self) -> None: ...
+
+
+# the slots' own setters: faster than object.__setattr__ on the per-record paths
+_set_saved = ActiveRecord._ar_saved.__set__  # type: ignore[attr-defined]
+_set_origin = ActiveRecord._ar_origin.__set__  # type: ignore[attr-defined]
+_set_relations = ActiveRecord._ar_relations.__set__  # type: ignore[attr-defined]
