@@ -17,10 +17,12 @@ query logging and query-count tests see everything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+
+from . import dialects
 
 __all__ = ["fetch_all", "insert_many", "observed", "write"]
 
@@ -30,8 +32,8 @@ _CACHE_LIMIT = 2048
 class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("sql", "names", "spec", "positional", "returning", "result_types",
-                 "_result_processors")
+    __slots__ = ("sql", "names", "spec", "types", "positional", "returning", "result_types",
+                 "_result_processors", "_column_processors")
 
     def __init__(self, compiled: Any) -> None:
         self.sql: str = compiled.string
@@ -43,11 +45,13 @@ class Prepared:
         # (name in the SQL, key in the caller's params, value when absent, processor)
         self.names = tuple(escaped.get(n, n) for n in order)
         self.spec = tuple((by_name[n].key, by_name[n].value, processors.get(n)) for n in order)
+        self.types = tuple(by_name[n].type for n in order)
         returning = compiled.effective_returning if compiled.isinsert else None
         self.returning = tuple(returning) if returning else ()
         columns = compiled._result_columns
         self.result_types = tuple(entry[3] for entry in columns) if columns else ()
         self._result_processors: tuple[Any, ...] | None = None
+        self._column_processors: tuple[Any, ...] | None = None
 
     def parameters(self, params: dict[str, Any]) -> Any:
         get = params.get
@@ -56,6 +60,24 @@ class Prepared:
         if self.positional:
             return tuple(values)
         return dict(zip(self.names, values, strict=True))
+
+    def many(self, dialect: Any, names: Sequence[str], columns: Sequence[list[Any]],
+             count: int) -> list[Any]:
+        """The parameters of ``count`` rows given column by column, each column converted at once."""
+        if self._column_processors is None:
+            self._column_processors = tuple(
+                dialects.column_processor(type_, dialect, process)
+                for type_, (_, _, process) in zip(self.types, self.spec, strict=True))
+        where = {name: i for i, name in enumerate(names)}
+        converted = []
+        for (key, default, _), convert in zip(self.spec, self._column_processors, strict=True):
+            i = where.get(key)
+            values = columns[i] if i is not None else [default] * count
+            converted.append(convert(values) if convert is not None else values)
+        rows: list[Any] = list(zip(*converted, strict=True)) if converted else [()] * count
+        if self.positional:
+            return rows
+        return [dict(zip(self.names, row, strict=True)) for row in rows]
 
     def result_processors(self, dialect: Any, description: Any) -> tuple[Any, ...]:
         """(column index, processor) for the columns that need converting."""
@@ -81,7 +103,7 @@ def _eligible(compiled: Any) -> bool:
     )
 
 
-def _prepare(stmt: Any, dialect: Any, params: dict[str, Any]) -> Prepared | None:
+def _prepare(stmt: Any, dialect: Any, params: Iterable[str]) -> Prepared | None:
     # the names in the caller's order: the library builds them in a stable order,
     # and another order only costs one more compilation
     key = (stmt, dialect, tuple(params))
@@ -206,13 +228,17 @@ def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
     return _run(sa_conn, prepared, params, outcome)  # type: ignore[no-any-return]
 
 
-def insert_many(sa_conn: sa.Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """An INSERT of many rows with the same keys, as one DB-API ``executemany``."""
-    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, rows[0])
-    if prepared is None or prepared.returning:
-        sa_conn.execute(stmt, rows)
+def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
+                columns: Sequence[list[Any]], count: int) -> None:
+    """An INSERT of ``count`` rows, one DB-API ``executemany``; ``columns[i]`` holds ``names[i]``."""
+    dialect = sa_conn.dialect
+    prepared = None if observed(sa_conn) else _prepare(stmt, dialect, names)
+    # psycopg2's executemany is a round trip per row: SQLAlchemy batches such INSERTs itself
+    if prepared is None or prepared.returning or dialect.use_insertmanyvalues_wo_returning:
+        rows = zip(*columns, strict=True) if columns else [()] * count
+        sa_conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows])
         return
-    arguments = [prepared.parameters(row) for row in rows]
+    arguments = prepared.many(dialect, names, columns, count)
     cursor = None
     try:
         cursor = _cursor(sa_conn)
