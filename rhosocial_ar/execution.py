@@ -8,16 +8,18 @@ SQLAlchemy's ``Connection.execute`` costs tens of microseconds per call
 statements of the hot paths are compiled by SQLAlchemy once per dialect and
 set of parameter names, and run on the pooled DB-API connection of the
 transaction SQLAlchemy manages, with SQLAlchemy's own bind and result
-processors and its error handling. This happens only while nobody watches
-the engine: with any ``before/after_(cursor_)execute`` listener or ``echo``
-on, every statement goes through ``Connection.execute`` as usual, so tracing,
-query logging and query-count tests see everything.
+processors (for many rows, their exact column-at-once equivalents from
+``dialects.column_processor``) and its error handling. This happens only
+while nobody watches the engine: with any ``before/after_(cursor_)execute``
+listener or ``echo`` on, every statement goes through ``Connection.execute``
+as usual, so tracing, query logging and query-count tests see everything.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,9 +77,7 @@ class Prepared:
             values = columns[i] if i is not None else [default] * count
             converted.append(convert(values) if convert is not None else values)
         rows: list[Any] = list(zip(*converted, strict=True)) if converted else [()] * count
-        if self.positional:
-            return rows
-        return [dict(zip(self.names, row, strict=True)) for row in rows]
+        return rows if self.positional else _dicts(self.names, rows)
 
     def result_processors(self, dialect: Any, description: Any) -> tuple[Any, ...]:
         """(column index, processor) for the columns that need converting."""
@@ -89,6 +89,11 @@ class Prepared:
             )
             self._result_processors = tuple((i, p) for i, p in found if p is not None)
         return self._result_processors
+
+
+def _dicts(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    # every row has one value per name; map() builds the dicts without a Python loop
+    return list(map(dict, map(zip, repeat(names), rows)))
 
 
 _prepared: dict[tuple[Any, ...], Prepared | None] = {}
@@ -233,10 +238,11 @@ def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
     """An INSERT of ``count`` rows, one DB-API ``executemany``; ``columns[i]`` holds ``names[i]``."""
     dialect = sa_conn.dialect
     prepared = None if observed(sa_conn) else _prepare(stmt, dialect, names)
-    # psycopg2's executemany is a round trip per row: SQLAlchemy batches such INSERTs itself
+    # where SQLAlchemy turns an executemany INSERT into multi-row INSERTs itself, the
+    # driver's own executemany is a round trip per row
     if prepared is None or prepared.returning or dialect.use_insertmanyvalues_wo_returning:
         rows = zip(*columns, strict=True) if columns else [()] * count
-        sa_conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows])
+        sa_conn.execute(stmt, _dicts(names, rows))
         return
     arguments = prepared.many(dialect, names, columns, count)
     cursor = None
