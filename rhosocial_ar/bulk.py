@@ -8,8 +8,10 @@ Rows are validated by the model before anything is sent; hooks do not run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from itertools import repeat
+from operator import is_, itemgetter
+from typing import Any, NamedTuple
 
 from . import dialects, execution, routing
 from .errors import QueryError
@@ -19,25 +21,96 @@ from .transaction import atomic
 __all__ = ["insert_many", "upsert_many"]
 
 
+class Group(NamedTuple):
+    """Rows that set the same columns, held column by column."""
 
-def rows_for_write(model: Any, rows: Iterable[Any]) -> list[dict[str, Any]]:
-    """Validate rows (dicts or records) and return their column values."""
+    names: tuple[str, ...]
+    columns: list[list[Any]]     # columns[i] holds the values of names[i], one per row
+    size: int                    # the number of rows
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.names, row, strict=True)) for row in self._tuples()]
+
+    def _tuples(self) -> Iterable[tuple[Any, ...]]:
+        return zip(*self.columns, strict=True) if self.columns else [()] * self.size
+
+
+def rows_for_write(model: Any, rows: Iterable[Any]) -> list[Group]:
+    """Validate rows (dicts or records); their column values, grouped by the columns they set.
+
+    Database-defaulted columns (autoincrement keys, server defaults) given as
+    None are left out, the mixins' timestamps and lock version filled in.
+    Groups come in the order of their first row, rows in the order given.
+    """
     meta = model.__ar_meta__
-    out = []
+    values = _field_values(model, list(rows))
+    if not values:
+        return []
     now = utc_now()
-    for row in rows:
-        record = row if isinstance(row, model) else model.model_validate(row)
-        values = {n: record.__dict__[n] for n in meta.names if n in record.__dict__}
-        for name in meta.defaulted_by_database:
-            if values.get(name) is None:
-                values.pop(name, None)
-        for stamp in (meta.created_column, meta.updated_column):
-            if stamp and values.get(stamp) is None:
-                values[stamp] = now
-        if meta.lock_column and values.get(meta.lock_column) is None:
-            values[meta.lock_column] = 0
-        out.append(values)
-    return out
+    same = _uniform(meta, values, now)
+    if same is not None:
+        return [same]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in values:
+        written = _written(meta, row, now)
+        groups.setdefault(tuple(written), []).append(written)
+    return [Group(names, [list(map(itemgetter(n), group)) for n in names], len(group))
+            for names, group in groups.items()]
+
+
+def _field_values(model: Any, rows: list[Any]) -> list[dict[str, Any]]:
+    """Each row's field values: a record's own (validated already), others validated by the model."""
+    kinds = set(map(type, rows))
+    if not any(issubclass(kind, model) for kind in kinds):
+        return model.__ar_meta__.validate_rows(rows)  # type: ignore[no-any-return]
+    if all(issubclass(kind, model) for kind in kinds):
+        return list(map(vars, rows))
+    return [vars(row) if isinstance(row, model) else model.__ar_meta__.validate_rows([row])[0]
+            for row in rows]
+
+
+def _written(meta: Any, values: dict[str, Any], now: Any) -> dict[str, Any]:
+    """The columns one row writes, and their values."""
+    written = {n: values[n] for n in meta.names if n in values}
+    for name in meta.defaulted_by_database:
+        if written.get(name) is None:
+            written.pop(name, None)
+    for stamp in (meta.created_column, meta.updated_column):
+        if stamp and written.get(stamp) is None:
+            written[stamp] = now
+    if meta.lock_column and written.get(meta.lock_column) is None:
+        written[meta.lock_column] = 0
+    return written
+
+
+def _uniform(meta: Any, values: list[dict[str, Any]], now: Any) -> Group | None:
+    """What ``_written`` gives every row, column by column, when all rows write the same columns.
+
+    None when some rows lack a column (partial records) or give None for a
+    database-defaulted column that others set.
+    """
+    try:
+        columns = {name: list(map(itemgetter(name), values)) for name in meta.names}
+    except KeyError:
+        return None
+    count = len(values)
+    for name in meta.defaulted_by_database:
+        if name in columns:
+            nones = sum(map(is_, columns[name], repeat(None)))
+            if nones == count:
+                del columns[name]
+            elif nones:
+                return None
+    fills = [(meta.created_column, now), (meta.updated_column, now), (meta.lock_column, 0)]
+    for name, fill in fills:
+        if not name:
+            continue
+        column = columns.get(name)
+        if column is None:
+            columns[name] = [fill] * count
+        elif any(map(is_, column, repeat(None))):
+            columns[name] = [fill if v is None else v for v in column]
+    return Group(tuple(columns), list(columns.values()), count)
 
 
 def _positive(name: str, value: Any) -> int:
@@ -46,31 +119,20 @@ def _positive(name: str, value: Any) -> int:
     return value
 
 
-def _groups(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    """Rows with the same columns go in the same statements."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    return groups
-
-
-def _chunks(rows: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
-
-
 def insert_many(model: Any, rows: Iterable[Any], batch_size: int) -> int:
     """INSERT rows with executemany, ``batch_size`` rows per call; returns the count."""
     _positive("batch_size", batch_size)
-    values = rows_for_write(model, rows)
-    if not values:
+    groups = rows_for_write(model, rows)
+    if not groups:
         return 0
     insert = model.__ar_meta__.insert_stmt
     with atomic(routing.resolve(model)) as frame:
-        for group in _groups(values).values():
-            for chunk in _chunks(group, batch_size):
-                execution.insert_many(frame.sa_conn, insert, chunk)
-    return len(values)
+        for names, columns, count in groups:
+            for start in range(0, count, batch_size):
+                stop = min(start + batch_size, count)
+                execution.insert_many(frame.sa_conn, insert, names,
+                                      [column[start:stop] for column in columns], stop - start)
+    return sum(group.size for group in groups)
 
 
 def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], batch_size: int,
@@ -82,24 +144,25 @@ def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], b
     for name in (*conflict_keys, *(update_columns or ())):
         meta.column(name)
     _positive("batch_size", batch_size)
-    values = rows_for_write(model, rows)
-    if not values:
+    groups = rows_for_write(model, rows)
+    if not groups:
         return 0
-    groups = _groups(values)
-    for keys in groups:
-        missing = [k for k in conflict_keys if k not in keys]
+    for group in groups:
+        missing = [k for k in conflict_keys if k not in group.names]
         if missing:
             raise QueryError(f"every row needs the conflict keys; a row lacks {missing}")
     conn = routing.resolve(model)
     # never overwrite the key, the creation time or the lock version with the new row's
     keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
     with atomic(conn) as frame:
-        for keys, group in groups.items():
+        for group in groups:
+            keys = group.names
             update = [k for k in (keys if update_columns is None else update_columns)
                       if k not in keep]
             per_batch = min(batch_size, max(1, dialects.max_bind_params(conn.dialect) // len(keys)))
-            for chunk in _chunks(group, per_batch):
-                stmt = dialects.upsert(conn.dialect, meta.table, chunk, conflict_keys, update,
-                                       increment=meta.lock_column)
+            rows = group.rows()
+            for start in range(0, len(rows), per_batch):
+                stmt = dialects.upsert(conn.dialect, meta.table, rows[start:start + per_batch],
+                                       conflict_keys, update, increment=meta.lock_column)
                 frame.sa_conn.execute(stmt)
-    return len(values)
+    return sum(group.size for group in groups)

@@ -8,19 +8,23 @@ SQLAlchemy's ``Connection.execute`` costs tens of microseconds per call
 statements of the hot paths are compiled by SQLAlchemy once per dialect and
 set of parameter names, and run on the pooled DB-API connection of the
 transaction SQLAlchemy manages, with SQLAlchemy's own bind and result
-processors and its error handling. This happens only while nobody watches
-the engine: with any ``before/after_(cursor_)execute`` listener or ``echo``
-on, every statement goes through ``Connection.execute`` as usual, so tracing,
-query logging and query-count tests see everything.
+processors (for many rows, their exact column-at-once equivalents from
+``dialects.column_processor``) and its error handling. This happens only
+while nobody watches the engine: with any ``before/after_(cursor_)execute``
+listener or ``echo`` on, every statement goes through ``Connection.execute``
+as usual, so tracing, query logging and query-count tests see everything.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
+
+from . import dialects
 
 __all__ = ["fetch", "fetch_all", "insert_many", "observed", "write"]
 
@@ -34,8 +38,8 @@ _CACHE_LIMIT = 2048
 class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("sql", "names", "spec", "positional", "returning", "result_types",
-                 "parameters", "_result_processors", "_expanding")
+    __slots__ = ("sql", "names", "spec", "types", "positional", "returning", "result_types",
+                 "parameters", "_result_processors", "_column_processors", "_expanding")
 
     def __init__(self, compiled: Any) -> None:
         self.sql: str = compiled.string
@@ -47,13 +51,19 @@ class Prepared:
         # (name in the SQL, key in the caller's params, value when absent, processor)
         self.names = tuple(escaped.get(n, n) for n in order)
         self.spec = tuple((by_name[n].key, by_name[n].value, processors.get(n)) for n in order)
+        self.types = tuple(by_name[n].type for n in order)
         returning = compiled.effective_returning if compiled.isinsert else None
         self.returning = tuple(returning) if returning else ()
         columns = compiled._result_columns
         self.result_types = tuple(entry[3] for entry in columns) if columns else ()
+        dialect = compiled.dialect
         self.parameters: Callable[[dict[str, Any]], Any] = _arguments_builder(
-            self.names, self.spec, self.positional)
+            self.names, tuple((key, default, dialects.bind_processor(type_, dialect, process))
+                              for type_, (key, default, process) in zip(self.types, self.spec,
+                                                                        strict=True)),
+            self.positional)
         self._result_processors: Converters | None = None
+        self._column_processors: tuple[Any, ...] | None = None
         # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
         self._expanding = compiled if compiled.post_compile_params else None
 
@@ -73,6 +83,22 @@ class Prepared:
                 for n in state.positiontup)
         return state.statement, {
             n: processors[n](v) if n in processors else v for n, v in values.items()}
+
+    def many(self, dialect: Any, names: Sequence[str], columns: Sequence[list[Any]],
+             count: int) -> list[Any]:
+        """The parameters of ``count`` rows given column by column, each column converted at once."""
+        if self._column_processors is None:
+            self._column_processors = tuple(
+                dialects.column_processor(type_, dialect, process)
+                for type_, (_, _, process) in zip(self.types, self.spec, strict=True))
+        where = {name: i for i, name in enumerate(names)}
+        converted = []
+        for (key, default, _), convert in zip(self.spec, self._column_processors, strict=True):
+            i = where.get(key)
+            values = columns[i] if i is not None else [default] * count
+            converted.append(convert(values) if convert is not None else values)
+        rows: list[Any] = list(zip(*converted, strict=True)) if converted else [()] * count
+        return rows if self.positional else _dicts(self.names, rows)
 
     def result_processors(self, dialect: Any, cursor: Any) -> Converters:
         """(column index, processor) for the columns that need converting."""
@@ -112,6 +138,11 @@ def _arguments_builder(names: tuple[str, ...], spec: tuple[Any, ...],
     source = f"def arguments(params):\n    get = params.get\n    return {built}\n"
     exec(compile(source, "<rhosocial_ar arguments>", "exec"), namespace)  # noqa: S102
     return namespace["arguments"]  # type: ignore[no-any-return]
+
+
+def _dicts(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    # every row has one value per name; map() builds the dicts without a Python loop
+    return list(map(dict, map(zip, repeat(names), rows)))
 
 
 _prepared: dict[tuple[Any, ...], Prepared | None] = {}
@@ -276,18 +307,21 @@ def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
     return cursor.rowcount, given if None not in given else (cursor.lastrowid,)
 
 
-def insert_many(sa_conn: sa.Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """An INSERT of many rows with the same keys, as one DB-API ``executemany``."""
-    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, rows[0])
-    if prepared is None or prepared.returning:
-        sa_conn.execute(stmt, rows)
+def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
+                columns: Sequence[list[Any]], count: int) -> None:
+    """An INSERT of ``count`` rows, one DB-API ``executemany``; ``columns[i]`` holds ``names[i]``."""
+    dialect = sa_conn.dialect
+    prepared = None if observed(sa_conn) else _prepare(stmt, dialect, names)
+    # where SQLAlchemy turns an executemany INSERT into multi-row INSERTs itself, the
+    # driver's own executemany is a round trip per row
+    if prepared is None or prepared.returning or dialect.use_insertmanyvalues_wo_returning:
+        rows = zip(*columns, strict=True) if columns else [()] * count
+        sa_conn.execute(stmt, _dicts(names, rows))
         return
-    arguments = [prepared.parameters(row) for row in rows]
+    arguments = prepared.many(dialect, names, columns, count)
     cursor = None
     try:
         cursor = _cursor(sa_conn)
         cursor.executemany(prepared.sql, arguments)
     except Exception as exc:
-        _forget_cursor(sa_conn)
-        sa_conn._handle_dbapi_exception(exc, prepared.sql, arguments, cursor, None)
-        raise  # not reached: the handler raises
+        _failed(sa_conn, exc, prepared.sql, arguments, cursor)

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import SchemaValidator
 
 from .errors import ConfigurationError, UnknownColumnError
 from .loading import shares_snapshot
@@ -28,6 +31,9 @@ HOOKS = (
 def pk_param(index: int) -> str:
     # cannot clash with a column name: SQLAlchemy forbids such bind names in UPDATE
     return f"_ar_pk_{index}"
+
+
+_first = itemgetter(0)   # model-fields validation gives (values, extra, fields set)
 
 
 class ModelMeta:
@@ -72,6 +78,7 @@ class ModelMeta:
                    and k.__module__ != "rhosocial_ar.model")
         )
         self._adapters: dict[str, TypeAdapter[Any]] = {}
+        self._fields_validator: tuple[Any, SchemaValidator | None] | None = None
 
     def insert_keys(self, values: dict[str, Any]) -> tuple[str, ...]:
         """The columns an INSERT of a record's ``values`` sends.
@@ -114,6 +121,49 @@ class ModelMeta:
             adapter = self._adapters[name] = TypeAdapter(annotation)
         return adapter.validate_python(value)
 
+    def validate_rows(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        """Validate each row as ``model_validate`` would; return each one's field values.
+
+        Records are not built when the model's validation is only its fields'
+        (see ``_fields_only``); if a row fails, the model validates them all
+        again, so the error raised is exactly the one ``model_validate`` raises.
+        """
+        fields = self._fields_only()
+        if fields is not None:
+            try:
+                return list(map(_first, map(fields.validate_python, rows)))
+            except ValidationError:
+                pass   # the model's own validation below decides, and raises its own error
+        validate = self.model.__pydantic_validator__.validate_python  # type: ignore[attr-defined]
+        return list(map(vars, map(validate, rows)))
+
+    def _fields_only(self) -> SchemaValidator | None:
+        """pydantic's validator of the model's fields alone, when that is all its validation does.
+
+        A model's core schema validates the fields (a dict in, the values out),
+        then builds the instance. With no custom ``__init__``, no
+        ``model_post_init`` (private attributes), no model validators and no
+        validator plugins, the field values are all a dict row yields.
+        Rebuilt when the model's schema is (``model_rebuild``).
+        """
+        model: Any = self.model
+        validator = model.__pydantic_validator__
+        schema = model.__pydantic_core_schema__
+        cached = self._fields_validator
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        plain = (
+            type(validator) is SchemaValidator
+            and isinstance(schema, dict) and schema.get("type") == "model"
+            and schema.get("cls") is model
+            and not ((schema.get("custom_init") and not _library_init(model))
+                     or schema.get("post_init") or schema.get("root_model"))
+            and schema["schema"].get("type") == "model-fields"
+        )
+        fields = SchemaValidator(schema["schema"], schema.get("config")) if plain else None
+        self._fields_validator = (schema, fields)
+        return fields
+
     @cached_property
     def column_types(self) -> dict[str, Any]:
         """Column name -> type, to type the results of raw SQL by name."""
@@ -153,3 +203,10 @@ class ModelMeta:
         assert self.lock_column is not None
         lock = self.table.c[self.lock_column]
         return self.table.delete().where(self.pk_clause(), lock == sa.bindparam("_ar_lock"))
+
+
+def _library_init(model: Any) -> bool:
+    """The model's ``__init__`` is ActiveRecord's: pydantic's validation plus empty state."""
+    from .model import ActiveRecord   # model.py imports this module
+
+    return model.__init__ is ActiveRecord.__init__  # type: ignore[no-any-return]
