@@ -41,7 +41,7 @@ class Prepared:
     __slots__ = ("sql", "names", "spec", "types", "positional", "returning", "result_types",
                  "parameters", "_result_processors", "_column_processors", "_expanding")
 
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, keys: Iterable[str] = ()) -> None:
         self.sql: str = compiled.string
         self.positional: bool = compiled.positional
         escaped = compiled.escaped_bind_names or {}
@@ -61,7 +61,7 @@ class Prepared:
             self.names, tuple((key, default, dialects.bind_processor(type_, dialect, process))
                               for type_, (key, default, process) in zip(self.types, self.spec,
                                                                         strict=True)),
-            self.positional)
+            self.positional, frozenset(keys))
         self._result_processors: Converters | None = None
         self._column_processors: tuple[Any, ...] | None = None
         # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
@@ -113,20 +113,21 @@ class Prepared:
         return self._result_processors
 
 
-def _arguments_builder(names: tuple[str, ...], spec: tuple[Any, ...],
-                       positional: bool) -> Callable[[dict[str, Any]], Any]:
+def _arguments_builder(names: tuple[str, ...], spec: tuple[Any, ...], positional: bool,
+                       given: frozenset[str]) -> Callable[[dict[str, Any]], Any]:
     """``params -> DB-API arguments``, written out for one statement's parameters.
 
-    Per value: the caller's value (or the bind's own), through SQLAlchemy's
-    bind processor when the type has one; a tuple for positional paramstyles,
-    else a dict. Generated because it runs for every statement and every row
-    of an executemany.
+    Per value: the caller's value (``given`` keys are always in ``params``;
+    others may be, else the bind's own value), through SQLAlchemy's bind
+    processor when the type has one; a tuple for positional paramstyles, else
+    a dict. Generated because it runs for every statement and every row of
+    an executemany.
     """
     namespace: dict[str, Any] = {}
     values = []
     for i, (key, default, process) in enumerate(spec):
         namespace[f"d{i}"] = default
-        value = f"get({key!r}, d{i})"
+        value = f"params[{key!r}]" if key in given else f"get({key!r}, d{i})"
         if process is not None:
             namespace[f"p{i}"] = process
             value = f"p{i}({value})"
@@ -167,7 +168,7 @@ def _prepare(stmt: Any, dialect: Any, keys: Iterable[str]) -> Prepared | None:
     except KeyError:
         pass
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-    found = Prepared(compiled) if _eligible(compiled) else None
+    found = Prepared(compiled, key[2]) if _eligible(compiled) else None
     if len(_prepared) >= _CACHE_LIMIT:
         _prepared.clear()
     _prepared[key] = found

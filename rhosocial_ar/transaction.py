@@ -83,11 +83,12 @@ def current_frame(connection_name: str) -> Frame | None:
     return _frames.get().get(connection_name)
 
 
-def _unique(entries: list[tuple[Any, Any]]) -> list[Any]:
+def _unique(entries: list[tuple[Any, Any]], hook: str) -> list[Any]:
+    """Each record once, of the models that override ``hook`` (the others' is empty)."""
     seen: set[int] = set()
     unique = []
     for record, _ in entries:
-        if id(record) not in seen:
+        if hook in record.__ar_meta__.hooks and id(record) not in seen:
             seen.add(id(record))
             unique.append(record)
     return unique
@@ -103,7 +104,7 @@ def _rolled_back(entries: list[tuple[Any, Any]]) -> None:
 def _run_hooks(entries: list[tuple[Any, Any]], hook: str) -> None:
     """Run a commit hook on every record; the first error is raised after all ran."""
     first_error: BaseException | None = None
-    for record in _unique(entries):
+    for record in _unique(entries, hook):
         try:
             getattr(record, hook)()
         except Exception as exc:  # the transaction has ended; finish the others first
