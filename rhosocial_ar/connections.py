@@ -278,4 +278,7 @@ class ConnectionManager:
 
 def get_connection(name: str = DEFAULT) -> Connection:
     """The connection configured under ``name``; raises ``ConnectionNotFound``."""
-    return ConnectionManager.get(name)
+    try:   # runs for every save: one dict lookup
+        return ConnectionManager._connections[name]
+    except KeyError:
+        return ConnectionManager.get(name)

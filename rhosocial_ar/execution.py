@@ -147,6 +147,7 @@ def _dicts(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str
 
 
 _prepared: dict[tuple[Any, ...], Prepared | None] = {}
+_UNSEEN: Any = object()
 
 
 def _eligible(compiled: Any) -> bool:
@@ -286,13 +287,20 @@ def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
     """
     if keys is None:
         keys = tuple(params)
-    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, keys)
+    prepared = None
+    if not observed(sa_conn):
+        prepared = _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
+        if prepared is _UNSEEN:
+            prepared = _prepare(stmt, sa_conn.dialect, keys)
     if prepared is None:
         result = sa_conn.execute(stmt, {k: params[k] for k in keys})
         inserted = result.inserted_primary_key if result.context.isinsert else None
         return result.rowcount, tuple(inserted) if inserted is not None else None
 
-    sql, arguments = prepared.statement(params)
+    if prepared._expanding is None:
+        sql, arguments = prepared.sql, prepared.parameters(params)
+    else:
+        sql, arguments = prepared.statement(params)
     cursor = None
     try:   # _run's work, inline: this runs for every save
         cursor = _cursor(sa_conn)

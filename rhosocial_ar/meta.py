@@ -65,6 +65,8 @@ class ModelMeta:
             n for n in (*self.pk_names, self.lock_column, self.created_column,
                         self.updated_column, self.soft_delete_column) if n
         ))
+        self.update_bookkeeping = tuple(
+            n for n in (self.updated_column, self.lock_column) if n)
         # every field is a column: a record's values dict holds nothing else
         self.fields_are_columns = set(fields) == set(self.names)
         self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}

@@ -37,6 +37,7 @@ T = TypeVar("T", bound="ActiveRecord")
 _MISSING = object()
 _set = object.__setattr__   # past pydantic's __setattr__, for the library's own slots
 _PK_0 = pk_param(0)
+_NOTHING_KEPT: dict[str, Any] = {}
 
 
 
@@ -454,8 +455,8 @@ class ActiveRecord(BaseModel):
             return 0
         saved: dict[str, Any] = self._ar_saved
         params = self._pk_params(saved, "update")
-        if before is None:
-            before = self._ar_state()
+        if before is None:   # an UPDATE never writes the key; only these in place
+            before = self._ar_state(meta.update_bookkeeping)
         stmt = meta.update_stmt
         if meta.updated_column or meta.lock_column:
             values = self._ar_own_values()
@@ -521,18 +522,23 @@ class ActiveRecord(BaseModel):
     def _pk_text(saved: dict[str, Any], pks: Sequence[str]) -> str:
         return ", ".join(f"{n}={saved[n]!r}" for n in pks)
 
-    def _ar_state(self) -> tuple[Any, ...]:
-        """What a rollback must put back: persisted state and bookkeeping columns."""
+    def _ar_state(self, names: tuple[str, ...] | None = None) -> tuple[Any, ...]:
+        """What a rollback must put back: persisted state and the bookkeeping columns
+        ``names`` (by default all) that the write may change in place."""
         values = self.__dict__
-        kept = {n: values[n] for n in type(self).__ar_meta__.bookkeeping if n in values}
-        return self._ar_saved, self._ar_origin, kept
+        if names is None:
+            names = type(self).__ar_meta__.bookkeeping
+        kept = {n: values[n] for n in names if n in values} if names else _NOTHING_KEPT
+        return self._ar_saved, self._ar_origin, names, kept
 
     def _ar_restore(self, state: tuple[Any, ...]) -> None:
-        saved, origin, kept = state
+        saved, origin, names, kept = state
         _set(self, "_ar_saved", saved)
         _set(self, "_ar_origin", origin)
+        if not names:
+            return
         values = self._ar_own_values()
-        for name in type(self).__ar_meta__.bookkeeping:
+        for name in names:
             if name in kept:
                 values[name] = kept[name]
             else:

@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
 
-from . import dialects, routing
+from . import bulk, dialects, execution, routing
 from .errors import ConfigurationError, QueryError
 from .query import Query
-from .transaction import Transaction
+from .transaction import Transaction, atomic
 from .twophase import support_problem, two_phase
 
 __all__ = ["TransferResult", "transfer"]
@@ -47,6 +48,10 @@ log = logging.getLogger("rhosocial_ar")
 crash_point: Callable[[str], None] = lambda step: None  # noqa: E731
 
 Mapper = Callable[[Any], dict[str, Any]]
+
+# upsert statements by (table, dialect, columns, conflict keys, rows): see _upsert
+_statements: dict[tuple[Any, ...], tuple[sa.Insert, tuple[str, ...]]] = {}
+_STATEMENT_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -206,8 +211,7 @@ def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], sou
            source_pks: tuple[str, ...], delete_source: bool, strategy: str,
            source_name: str) -> int:
     """Upsert one batch into the target and, when moving, delete it from the source."""
-    target.bulk_insert_or_update([to_row(r) for r in records], conflict_keys=keys,
-                                 batch_size=len(records))
+    _upsert(target, [to_row(r) for r in records], keys)
     if strategy == "idempotent":
         crash_point("between_sides")
     if delete_source:
@@ -219,3 +223,49 @@ def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], sou
             for record in records:
                 doomed.where(**{n: getattr(record, n) for n in source_pks}).hard_delete()
     return len(records)
+
+
+def _upsert(model: Any, rows: list[dict[str, Any]], conflict_keys: Sequence[str]) -> None:
+    """``bulk_insert_or_update`` of one batch, with a statement prepared once per batch length.
+
+    Every batch of a transfer has the same columns and, but for the last, the
+    same length; so instead of a new multi-row statement with the values in it
+    (that SQLAlchemy compiles anew each time, at a cost above the database's
+    work), the statement binds ``:_ar_v<column>_<row>`` and is compiled once.
+    """
+    meta = model.__ar_meta__
+    conn = routing.resolve(model)
+    # never overwrite the key, the creation time or the lock version (as bulk_insert_or_update)
+    keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
+    with atomic(conn) as frame:
+        for names, columns, size in bulk.rows_for_write(model, rows):
+            missing = [k for k in conflict_keys if k not in names]
+            if missing:
+                raise QueryError(f"every row needs the conflict keys; a row lacks {missing}")
+            per_statement = max(1, dialects.max_bind_params(conn.dialect) // len(names))
+            for start in range(0, size, per_statement):
+                count = min(per_statement, size - start)
+                stmt, keys = _statement(meta, conn.dialect, names, conflict_keys, keep, count)
+                values = chain.from_iterable(column[start:start + count] for column in columns)
+                execution.write(frame.sa_conn, stmt, dict(zip(keys, values, strict=True)),
+                                keys=keys)
+
+
+def _statement(meta: Any, dialect: Any, names: tuple[str, ...], conflict_keys: Sequence[str],
+               keep: set[str], count: int) -> tuple[sa.Insert, tuple[str, ...]]:
+    """The upsert of ``count`` rows of ``names`` and its parameter names, column by column."""
+    key = (meta.table, dialect, names, tuple(conflict_keys), count)
+    found = _statements.get(key)
+    if found is not None:
+        return found
+    columns = meta.table.c
+    params = [[f"_ar_v{j}_{i}" for i in range(count)] for j in range(len(names))]
+    rows = [{name: sa.bindparam(params[j][i], type_=columns[name].type)
+             for j, name in enumerate(names)} for i in range(count)]
+    update = [n for n in names if n not in keep]
+    stmt = dialects.upsert(dialect, meta.table, rows, conflict_keys, update,
+                           increment=meta.lock_column)
+    if len(_statements) >= _STATEMENT_LIMIT:
+        _statements.clear()
+    found = _statements[key] = (stmt, tuple(chain.from_iterable(params)))
+    return found
