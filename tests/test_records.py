@@ -310,3 +310,22 @@ def test_a_rolled_back_soft_delete_leaves_the_record_as_loaded(db):
     assert Doc.count() == 1
     doc.title = "edited"
     assert doc.save() == 1 and Doc.find(doc.id).title == "edited"
+
+
+class Unvalidated(User):
+    """Assignments change __dict__ in place: the library must keep its own snapshot."""
+
+    __table_name__ = "unvalidated_users"
+    model_config = pydantic.ConfigDict(validate_assignment=False)
+
+
+def test_change_tracking_without_validate_assignment(db):
+    make_tables(Unvalidated)
+    Unvalidated.create(username="ann", email="a@x", age=30)
+    ann = Unvalidated.find_by(username="ann")
+    ann.age = 31
+    assert ann.changed_columns() == {"age": 31}
+    assert ann.save() == 1 and ann.changed_columns() == {}
+    ann.email = "b@x"
+    assert ann.changed_columns() == {"email": "b@x"} and ann.save() == 1
+    assert (Unvalidated.find(ann.id).age, Unvalidated.find(ann.id).email) == (31, "b@x")
