@@ -57,7 +57,8 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f"{ratio:.1f}×" if ratio < 100 else f"{ratio:.0f}×"
 
 
-def _render(rows: list[list[str]], markdown: bool) -> str:
+def render_rows(rows: list[list[str]], markdown: bool) -> str:
+    """A table whose first row is the header: Markdown, or text in aligned columns."""
     if markdown:
         head, *body = rows
         lines = ["| " + " | ".join(head) + " |",
@@ -124,7 +125,7 @@ def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], 
                     + (_targets(summary, db, key, impls) if judge else []))
             out.append(f"{heading}{title}: {kind}, {repetitions} repetition(s)")
             out.append("")
-            out.append(_render(rows, markdown))
+            out.append(render_rows(rows, markdown))
             out.append("")
         rows = [["workload", *impls]]
         for key in keys:
@@ -135,7 +136,7 @@ def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], 
             rows.append(row)
         out.append(f"{heading}{title}: statements sent per run (transaction control not counted)")
         out.append("")
-        out.append(_render(rows, markdown))
+        out.append(render_rows(rows, markdown))
         out.append("")
         problems = [(impl, key, p) for impl in impls for key in keys
                     for p in (summary.get((db, impl, key)) or {}).get("problems", [])]
@@ -165,5 +166,5 @@ def comparison(summary: dict[tuple[str, str, str], dict[str, Any]],
                                f"({new['median'] / old['median']:.2f}×)")
             rows.append(row)
         out += [f"{heading}{LABELS[db]}: median ms, earlier run → this run (new / old)", "",
-                _render(rows, markdown), ""]
+                render_rows(rows, markdown), ""]
     return "\n".join(out)

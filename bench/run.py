@@ -6,6 +6,7 @@
     python -m bench --scale 0.01 -r 1                 # a quick check that everything runs
     python -m bench --impl rhosocial_ar --workloads W1 --profile prof/   # pyinstrument
     python -m bench --json after.json --compare before.json   # medians old -> new
+    python -m bench --transfer only -r 5              # PostgreSQL -> MariaDB transfer() alone
 
 Process model: by default one child process per implementation and
 repetition runs the selected workloads in order, each on a fresh database,
@@ -20,6 +21,12 @@ and so on, so a disturbance of the machine spreads over all of them.
 
 The exit status is 1 when any check failed (a row count, a statement count,
 N+1 in W7, a wrong value), after printing the tables with the failures.
+
+When both servers are selected (``--db postgresql,mysql``), the workloads
+are followed by the transfer benchmark (``bench/transfer.py``): rows moved
+from PostgreSQL to MariaDB by a plain batched copy and by two-phase
+``transfer()``, judged against issue 6's target of half the copy's rate.
+``--transfer only`` runs it alone, ``--transfer off`` never.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import sys
 import time
 from typing import Any
 
-from . import machine, report, workloads
+from . import machine, report, transfer, workloads
 from .impls import BASELINE, IMPLEMENTATIONS
 from .targets import DEFAULT_URLS, LABELS, make_target
 
@@ -56,10 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Seven workloads on the raw driver, SQLAlchemy Core and ORM, peewee and "
-                    "rhosocial_ar; prints medians and ratios to the raw driver.")
-    parser.add_argument("--db", default="sqlite",
+                    "rhosocial_ar; prints medians and ratios to the raw driver. With both "
+                    "servers, also a PostgreSQL -> MariaDB transfer: a plain batched copy "
+                    "against two-phase transfer().")
+    parser.add_argument("--db", default=None,
                         type=lambda v: _names(v, DATABASES, "database"),
-                        help="comma-separated: sqlite, postgresql, mysql, or all (default sqlite)")
+                        help="comma-separated: sqlite, postgresql, mysql, or all (default sqlite; "
+                             "postgresql,mysql with --transfer only)")
     parser.add_argument("--impl", default="all",
                         type=lambda v: _names(v, IMPLEMENTATIONS, "implementation"),
                         help=f"comma-separated: {', '.join(IMPLEMENTATIONS)} (default all)")
@@ -71,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="runs of each implementation (default 5)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every workload's size (default 1; 0.01 for a smoke test)")
+    parser.add_argument("--transfer", choices=("auto", "only", "off"), default="auto",
+                        help="the transfer benchmark (PostgreSQL -> MariaDB, batches of "
+                             f"{transfer.BATCH:,}, plain copy vs two-phase transfer()): auto runs "
+                             "it after the workloads when --db has postgresql and mysql (default); "
+                             "only runs just it; off skips it")
+    parser.add_argument("--transfer-rows", type=int, metavar="N",
+                        help=f"rows each transfer run moves (default {transfer.ROWS:,} x --scale)")
     parser.add_argument("--process-per", choices=("implementation", "workload"),
                         default="implementation",
                         help="one process per implementation and repetition (default), or per "
@@ -94,12 +111,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repetitions < 1 or args.scale <= 0:
         parser.error("--repetitions and --scale must be positive")
+    if args.db is None:
+        args.db = ["postgresql", "mysql"] if args.transfer == "only" else ["sqlite"]
+    if args.transfer == "only" and not {"postgresql", "mysql"} <= set(args.db):
+        parser.error("--transfer only needs postgresql and mysql in --db")
+    if args.transfer_rows is None:
+        args.transfer_rows = workloads.size(transfer.ROWS, args.scale)
+    elif args.transfer_rows < 1:
+        parser.error("--transfer-rows must be positive")
     if args.profile:
         args.repetitions = 1
     # the raw driver is the baseline of every ratio; keep it first
     args.impl = sorted(dict.fromkeys(args.impl), key=list(IMPLEMENTATIONS).index)
     args.workloads = sorted(dict.fromkeys(args.workloads), key=list(workloads.BY_KEY).index)
     return args
+
+
+def runs_transfer(args: argparse.Namespace) -> bool:
+    return args.transfer == "only" or (
+        args.transfer == "auto" and {"postgresql", "mysql"} <= set(args.db))
 
 
 def target_specs(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -173,26 +203,33 @@ def render(args: argparse.Namespace, info: dict[str, Any], records: list[dict[st
            markdown: bool, command: str) -> str:
     summary = report.summarize(records)
     header = machine.lines(info)
-    intro = [
-        f"Command: `{command}`" if markdown else f"Command: {command}",
-        f"Scale {args.scale:g}, {args.repetitions} repetition(s) per implementation, "
-        f"one process per {args.process_per}; baseline: {BASELINE} (the DB-API driver).",
-        *header,
-    ]
+    intro = [f"Command: `{command}`" if markdown else f"Command: {command}"]
+    if args.transfer != "only":
+        intro.append(f"Scale {args.scale:g}, {args.repetitions} repetition(s) per implementation, "
+                     f"one process per {args.process_per}; baseline: {BASELINE} (the DB-API "
+                     f"driver).")
+    intro += header
     if args.profile:
         intro.append("Under pyinstrument: the timings are inflated by the profiler.")
-    body = report.tables(summary, args.db, args.impl, args.workloads, args.scale,
-                         args.repetitions, markdown=markdown, server_versions=info["servers"])
+    earlier = None
     if args.compare:
         with open(args.compare) as earlier_file:
             earlier = json.load(earlier_file)
-        body += "\n" + report.comparison(
-            summary, report.summarize(earlier["records"]), args.db, args.impl, args.workloads,
-            args.scale, markdown=markdown)
         intro.append(f"Compared with {args.compare} ({earlier['started']}, rhosocial_ar at "
                      f"commit {earlier['machine']['commit']}).")
+    body = ""
+    if args.transfer != "only":
+        body = report.tables(summary, args.db, args.impl, args.workloads, args.scale,
+                             args.repetitions, markdown=markdown, server_versions=info["servers"])
+        if earlier is not None:
+            body += "\n" + report.comparison(
+                summary, report.summarize(earlier["records"]), args.db, args.impl,
+                args.workloads, args.scale, markdown=markdown)
+    if runs_transfer(args):
+        body += "\n" + transfer.table(records, report.render_rows, markdown=markdown,
+                                      earlier=earlier["records"] if earlier else None)
     sep = "\n\n" if markdown else "\n"
-    return sep.join(intro) + "\n\n" + body
+    return sep.join(intro) + "\n\n" + body.lstrip("\n")
 
 
 def hold_test_lock() -> Any:
@@ -217,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     specs, versions = target_specs(args)
     info = machine.describe(versions)
     started = datetime.datetime.now().astimezone()
-    records = measure(args, specs)
+    records = measure(args, specs) if args.transfer != "only" else []
+    if runs_transfer(args):
+        records += transfer.measure(
+            specs["postgresql"]["url"], specs["mysql"]["url"], args.transfer_rows,
+            args.repetitions, args.timeout, os.path.abspath(args.profile) if args.profile else None)
     print()
     print(render(args, info, records, False, command.strip()))
     if args.markdown:
