@@ -264,7 +264,7 @@ def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
 def _converted(rows: Iterable[Sequence[Any]], converters: Converters) -> list[Sequence[Any]]:
     if not converters:
         return list(rows)
-    converted = []
+    converted: list[Sequence[Any]] = []
     for row in rows:
         values = list(row)
         for i, process in converters:

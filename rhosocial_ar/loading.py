@@ -26,10 +26,12 @@ STATE_SLOTS = ("_ar_saved", "_ar_origin", "_ar_relations")
 
 Loader = Callable[[Iterable[Sequence[Any]], "str | None"], list[Any]]
 
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__pydantic_fields_set__.__set__  # type: ignore[attr-defined]
-_set_extra = BaseModel.__pydantic_extra__.__set__  # type: ignore[attr-defined]
-_set_private = BaseModel.__pydantic_private__.__set__  # type: ignore[attr-defined]
+# pydantic's slots, set through their descriptors (what object.__setattr__ finds, minus the lookup)
+_slots: Any = vars(BaseModel)
+_set_dict = _slots["__dict__"].__set__
+_set_fields_set = _slots["__pydantic_fields_set__"].__set__
+_set_extra = _slots["__pydantic_extra__"].__set__
+_set_private = _slots["__pydantic_private__"].__set__
 
 
 def shares_snapshot(model: type) -> bool:

@@ -209,6 +209,6 @@ class ModelMeta:
 
 def _library_init(model: Any) -> bool:
     """The model's ``__init__`` is ActiveRecord's: pydantic's validation plus empty state."""
-    from .model import ActiveRecord   # model.py imports this module
+    from .model import ActiveRecord  # model.py imports this module
 
     return model.__init__ is ActiveRecord.__init__  # type: ignore[no-any-return]

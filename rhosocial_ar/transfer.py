@@ -226,44 +226,60 @@ def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], sou
 
 
 def _upsert(model: Any, rows: list[dict[str, Any]], conflict_keys: Sequence[str]) -> None:
-    """``bulk_insert_or_update`` of one batch, with a statement prepared once per batch length.
+    """``bulk_insert_or_update`` of one batch, with statements compiled once per transfer.
 
-    Every batch of a transfer has the same columns and, but for the last, the
-    same length; so instead of a new multi-row statement with the values in it
-    (that SQLAlchemy compiles anew each time, at a cost above the database's
-    work), the statement binds ``:_ar_v<column>_<row>`` and is compiled once.
+    That method builds a multi-row statement with the values in it, which
+    SQLAlchemy compiles anew for every batch, at a cost above the database's
+    work. Here the statement binds parameters and is compiled once: one row,
+    sent with the driver's ``executemany`` (which writes the rows as one
+    statement), or, where that is a round trip per row, every row of the batch.
     """
     meta = model.__ar_meta__
     conn = routing.resolve(model)
+    dialect = conn.dialect
     # never overwrite the key, the creation time or the lock version (as bulk_insert_or_update)
     keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
+    # where SQLAlchemy turns an executemany INSERT into multi-row INSERTs itself, the
+    # driver's own executemany is a round trip per row; and it does not do so for upserts
+    multi_row = dialect.use_insertmanyvalues_wo_returning
     with atomic(conn) as frame:
         for names, columns, size in bulk.rows_for_write(model, rows):
             missing = [k for k in conflict_keys if k not in names]
             if missing:
                 raise QueryError(f"every row needs the conflict keys; a row lacks {missing}")
-            per_statement = max(1, dialects.max_bind_params(conn.dialect) // len(names))
+            if not multi_row:
+                stmt, _ = _statement(meta, dialect, names, conflict_keys, keep, None)
+                execution.insert_many(frame.sa_conn, stmt, names, columns, size)
+                continue
+            per_statement = max(1, dialects.max_bind_params(dialect) // len(names))
             for start in range(0, size, per_statement):
                 count = min(per_statement, size - start)
-                stmt, keys = _statement(meta, conn.dialect, names, conflict_keys, keep, count)
+                stmt, keys = _statement(meta, dialect, names, conflict_keys, keep, count)
                 values = chain.from_iterable(column[start:start + count] for column in columns)
                 execution.write(frame.sa_conn, stmt, dict(zip(keys, values, strict=True)),
                                 keys=keys)
 
 
 def _statement(meta: Any, dialect: Any, names: tuple[str, ...], conflict_keys: Sequence[str],
-               keep: set[str], count: int) -> tuple[sa.Insert, tuple[str, ...]]:
-    """The upsert of ``count`` rows of ``names`` and its parameter names, column by column."""
-    key = (meta.table, dialect, names, tuple(conflict_keys), count)
+               keep: set[str], rows: int | None) -> tuple[sa.Insert, tuple[str, ...]]:
+    """The upsert of one row bound by column names (``rows=None``), or of ``rows`` rows.
+
+    With ``rows``, the parameter of column j in row i is ``_ar_v<j>_<i>``; the
+    names come back column by column.
+    """
+    key = (meta.table, dialect, names, tuple(conflict_keys), rows)
     found = _statements.get(key)
     if found is not None:
         return found
     columns = meta.table.c
-    params = [[f"_ar_v{j}_{i}" for i in range(count)] for j in range(len(names))]
-    rows = [{name: sa.bindparam(params[j][i], type_=columns[name].type)
-             for j, name in enumerate(names)} for i in range(count)]
+    if rows is None:
+        params = [[name] for name in names]
+    else:
+        params = [[f"_ar_v{j}_{i}" for i in range(rows)] for j in range(len(names))]
+    values = [{name: sa.bindparam(params[j][i], type_=columns[name].type)
+               for j, name in enumerate(names)} for i in range(rows or 1)]
     update = [n for n in names if n not in keep]
-    stmt = dialects.upsert(dialect, meta.table, rows, conflict_keys, update,
+    stmt = dialects.upsert(dialect, meta.table, values, conflict_keys, update,
                            increment=meta.lock_column)
     if len(_statements) >= _STATEMENT_LIMIT:
         _statements.clear()
