@@ -20,6 +20,7 @@ transaction (last-resource commit).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from contextvars import Token
 from typing import Any
@@ -39,15 +40,16 @@ log = logging.getLogger("rhosocial_ar")
 # crash tests can kill the process exactly there
 crash_point: Callable[[str], None] = lambda step: None  # noqa: E731
 
-_support: dict[int, str | None] = {}
+# per engine, forgotten with it: an id() could be reused by a later engine
+_support: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 
 
 def support_problem(connection: Connection) -> str | None:
     """Why ``connection`` cannot prepare transactions (checked once per engine), or None."""
-    key = id(connection.engine)
-    if key not in _support:
-        _support[key] = dialects.two_phase_problem(connection.engine)
-    return _support[key]
+    engine = connection.engine
+    if engine not in _support:
+        _support[engine] = dialects.two_phase_problem(engine)
+    return _support[engine]
 
 
 def require_support(connection: Connection) -> None:

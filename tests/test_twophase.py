@@ -210,3 +210,22 @@ def test_postgresql_without_prepared_transactions_is_refused_before_any_work():
             two_phase("plain", "lite")
         assert [s for s in seen if "SHOW" not in s.upper()] == []     # nothing else was sent
         ConnectionManager.reset()
+
+
+def test_support_is_checked_per_engine_not_per_id(db):
+    """A dropped engine's verdict goes with it: a later engine may get the same id()."""
+    import gc
+    import weakref
+
+    from rhosocial_ar import twophase
+    from rhosocial_ar.connections import Connection
+
+    gc.collect()
+    known = len(twophase._support)
+    engine = sa.create_engine("sqlite://")
+    assert "SQLite" in (twophase.support_problem(Connection("lite_check", engine)) or "")
+    assert len(twophase._support) == known + 1
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert gone() is None and len(twophase._support) == known
