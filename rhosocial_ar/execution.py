@@ -185,11 +185,15 @@ def observed(sa_conn: sa.Connection) -> bool:
     if sa_conn._echo:          # what Connection.execute itself looks at for echo
         return True
     engine = sa_conn.engine
-    if engine._has_events:
-        dispatch = engine.dispatch
-        return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute
-                    or dispatch.before_execute or dispatch.after_execute)
-    return False
+    if not engine._has_events:
+        return False
+    dispatch = engine.dispatch
+    bce, ace = dispatch.before_cursor_execute, dispatch.after_cursor_execute
+    be, ae = dispatch.before_execute, dispatch.after_execute
+    # what each event collection's __bool__ looks at (the engine's own listeners and
+    # those on the Engine class), without four Python calls per statement
+    return bool(bce.listeners or bce.parent_listeners or ace.listeners or ace.parent_listeners
+                or be.listeners or be.parent_listeners or ae.listeners or ae.parent_listeners)
 
 
 _CURSOR = "rhosocial_ar_cursor"

@@ -107,3 +107,26 @@ def test_errors_are_sqlalchemys_on_the_fast_path(db):
         User.create(username="dup", email="2")
     assert info.value.orig is not None and "dup" not in (info.value.statement or "")
     assert User.count() == 1
+
+
+def test_observed_agrees_with_sqlalchemys_own_view_of_listeners(db):
+    """The fast check reads what SQLAlchemy's event collections report, in every case."""
+    from sqlalchemy.engine import Engine
+
+    engine = get_connection().engine
+    events = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
+
+    def sqlalchemy_says() -> bool:
+        return any(bool(getattr(engine.dispatch, name)) for name in events)
+
+    def listener(*args):
+        return None
+
+    with engine.connect() as conn:
+        assert execution_module.observed(conn) is False is sqlalchemy_says()
+        for target in (engine, Engine):           # the engine's own, then every engine's
+            for name in events:
+                sa.event.listen(target, name, listener)
+                assert execution_module.observed(conn) is True is sqlalchemy_says(), (target, name)
+                sa.event.remove(target, name, listener)
+                assert execution_module.observed(conn) is False is sqlalchemy_says(), (target, name)
