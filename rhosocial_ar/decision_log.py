@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import weakref
 
 import sqlalchemy as sa
 
@@ -32,6 +33,9 @@ log_table = sa.Table(
     sa.Column("decision", sa.String(8), nullable=False),
     sa.Column("decided_at", sa.DateTime, nullable=False),
 )
+
+# engines whose database has the table: looked for once per engine, not per transaction
+_present: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
 
 def name_tag(connection_name: str) -> str:
@@ -63,16 +67,19 @@ class Xid:
 
 
 def ensure_table(connection: Connection) -> None:
-    """Create the log table where it is missing (outside any transaction).
+    """Create the log table where it is missing (outside any transaction); once per engine.
 
     Coordinators starting at once may all find it missing; those whose
     CREATE loses the race find the table the winner made.
     """
+    if connection.engine in _present:
+        return
     try:
         log_table.create(connection.engine, checkfirst=True)
     except sa.exc.DBAPIError:
         if not has_table(connection):
             raise
+    _present.add(connection.engine)
 
 
 def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> None:
@@ -82,11 +89,16 @@ def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> Non
     given a SQLAlchemy connection it writes inside that connection's transaction.
     """
     row = {"gtrid": gtrid, "decision": decision, "decided_at": utc_now()}
-    if isinstance(target, Connection):
-        with target.side_engine().begin() as conn:
-            conn.execute(log_table.insert(), row)
-    else:
-        target.execute(log_table.insert(), row)
+    try:
+        if isinstance(target, Connection):
+            with target.side_engine().begin() as conn:
+                conn.execute(log_table.insert(), row)
+        else:
+            target.execute(log_table.insert(), row)
+    except sa.exc.DBAPIError:
+        # perhaps the table was dropped since ensure_table() saw it: look again next time
+        _present.discard(target.engine)
+        raise
 
 
 def decision_of(connection: Connection, gtrid: str) -> str | None:

@@ -5,9 +5,9 @@
                       batch_size=1000, delete_source=True)
     result.rows, result.batches, result.strategy, result.seconds
 
-Rows are read in keyset order of the source's primary key and written with a
-single-statement upsert on ``conflict_keys`` (the target's primary key by
-default), so writing a batch twice changes nothing. Per batch:
+Rows are read in keyset order of the source's primary key and written with an
+upsert on ``conflict_keys`` (the target's primary key by default), so
+writing a batch twice changes nothing. Per batch:
 
 - ``two-phase``: both databases prepare, the decision is logged, both commit;
 - ``last-resource``: one side is SQLite and commits last with the decision;
@@ -100,13 +100,13 @@ def _strategy(source_name: str, target_name: str) -> str:
     return {0: "two-phase", 1: "last-resource"}.get(len(lacking), "idempotent")
 
 
-def _progress(total: int, enabled: bool, label: str) -> Any:
+def _progress(query: Query[Any], enabled: bool, label: str) -> Any:
     if not enabled:
-        return None
+        return None          # and no COUNT(*) either
     from tqdm import tqdm
 
     # disable=None: a bar on a terminal, nothing when stderr is a file or pipe
-    return tqdm(total=total, unit="row", desc=label, disable=None, leave=True)
+    return tqdm(total=query.count(), unit="row", desc=label, disable=None, leave=True)
 
 
 def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapper | None = None,  # noqa: A002
@@ -138,7 +138,7 @@ def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapp
     query = query.using(source_name)
 
     started = time.perf_counter()
-    bar = _progress(query.count(), progress,
+    bar = _progress(query, progress,
                     f"{source.__name__}@{source_name} -> {target_model.__name__}@{target_name}")
     rows = batches = 0
     try:
