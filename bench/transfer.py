@@ -298,17 +298,17 @@ def table(records: list[dict[str, Any]], render: Callable[[list[list[str]], bool
     heading = "### " if markdown else ""
     reps = max(s["runs"] for s in summary.values())
     rows = [["method", "rows", "batch", "median s", "min s", "rows/s (median)", "share of plain"]
-            + (["earlier median s → now"] if before else [])]
+            + (["earlier rows/s → now"] if before else [])]
     plain_rate = (summary.get("plain") or {}).get("rate")
     for method, entry in summary.items():
         rate = entry["rate"]
         cells = [METHODS[method], f"{entry['rows']:,}", f"{BATCH:,}", _seconds(entry["median"]),
                  _seconds(entry["min"]), "—" if rate is None else f"{rate:,.0f}",
                  f"{rate / plain_rate:.0%}" if rate and plain_rate else "—"]
-        if before:
-            old = (before.get(method) or {}).get("median")
-            cells.append("—" if old is None or entry["median"] is None else
-                         f"{old:.2f} → {entry['median']:.2f} ({entry['median'] / old:.2f}×)")
+        if before:   # rates, not seconds: the earlier run may have moved more or fewer rows
+            old = (before.get(method) or {}).get("rate")
+            cells.append("—" if not old or rate is None else
+                         f"{old:,.0f} → {rate:,.0f} ({rate / old:.2f}×)")
         rows.append([c + (" FAIL" if i == 0 and entry["problems"] else "")
                      for i, c in enumerate(cells)])
     ratio = share(summary)
