@@ -141,8 +141,13 @@ class Relation(Generic[T]):
             )
         if inverse.many:
             return  # one record is not the whole collection
-        for item in related:
-            inverse.store(item, record)
+        name = inverse.name
+        for item in related:   # inverse.store(item, record), inline: once per loaded record
+            cache = item._ar_relations
+            if cache is None:
+                object.__setattr__(item, "_ar_relations", {name: record})
+            else:
+                cache[name] = record
 
     # -- eager loading ------------------------------------------------------
 
@@ -161,9 +166,9 @@ class Relation(Generic[T]):
                 found.extend(base.where(**{target_key: list(chunk)}).all())
         grouped: dict[Any, list[Any]] = defaultdict(list)
         for item in found:
-            grouped[getattr(item, target_key)].append(item)
+            grouped[item.__dict__[target_key]].append(item)
         for record in records:
-            related = grouped.get(getattr(record, owner_key, None), [])
+            related = grouped.get(record.__dict__.get(owner_key), [])
             self.store(record, self._shape(related))
             self._fill_inverse(record, related)
         return found
