@@ -1,7 +1,8 @@
 """Running statements: through SQLAlchemy, or straight on its DB-API connection.
 
     rows = fetch_all(sa_conn, User.__ar_meta__.find_stmt, {'_ar_pk_0': 1})
-    count, key = write(sa_conn, User.__ar_meta__.insert_stmt, {'name': 'ann'})
+    key = insert(sa_conn, User.__ar_meta__.insert_stmt, values, ('name',), ('id',))
+    count = write(sa_conn, User.__ar_meta__.update_stmt, {'name': 'ann', '_ar_pk_0': 1})
 
 SQLAlchemy's ``Connection.execute`` costs tens of microseconds per call
 (cache key, execution context, result object) on top of the driver. The
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 
 from . import dialects
 
-__all__ = ["fetch", "fetch_all", "insert_many", "observed", "write"]
+__all__ = ["fetch", "fetch_all", "insert", "insert_many", "observed", "write"]
 
 R = TypeVar("R")
 # (column index, SQLAlchemy result processor) for the columns that need converting
@@ -228,13 +229,17 @@ def _forget_cursor(sa_conn: sa.Connection) -> None:
 
 
 def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
-         consume: Callable[[Any], Any]) -> Any:
-    sql, arguments = prepared.statement(params)
+         consume: Callable[[Any], Any] | None = None) -> Any:
+    """Run a statement on the cursor; returns ``consume(cursor)``, or the cursor itself."""
+    if prepared._expanding is None:
+        sql, arguments = prepared.sql, prepared.parameters(params)
+    else:
+        sql, arguments = prepared.statement(params)
     cursor = None
-    try:
+    try:   # consuming is inside: drivers may fail while rows are fetched
         cursor = _cursor(sa_conn)
         cursor.execute(sql, arguments)
-        return consume(cursor)
+        return cursor if consume is None else consume(cursor)
     except Exception as exc:
         _failed(sa_conn, exc, sql, arguments, cursor)
 
@@ -257,7 +262,7 @@ def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
     (column index, processor) for the columns that need one; through
     SQLAlchemy the rows are its processed ``Row`` objects and there are none.
     """
-    prepared = None if observed(sa_conn) else _prepare(stmt, sa_conn.dialect, params)
+    prepared = _fast(sa_conn, stmt, tuple(params))
     if prepared is None:
         return consume(sa_conn.execute(stmt, params), ())
     dialect = sa_conn.dialect
@@ -282,42 +287,45 @@ def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequ
     return fetch(sa_conn, stmt, params, _converted)
 
 
-def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
-          pk_names: Sequence[str] = (), keys: tuple[str, ...] | None = None,
-          ) -> tuple[int, tuple[Any, ...] | None]:
-    """Run an INSERT, UPDATE or DELETE; returns (rowcount, the inserted primary key).
+def _fast(sa_conn: sa.Connection, stmt: Any, keys: tuple[str, ...]) -> Prepared | None:
+    """The compiled statement to run on the cursor, or None: SQLAlchemy runs it."""
+    if observed(sa_conn):
+        return None
+    prepared = _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
+    if prepared is _UNSEEN:
+        prepared = _prepare(stmt, sa_conn.dialect, keys)
+    return prepared  # type: ignore[no-any-return]
 
-    ``keys``: the parameters to send when ``params`` holds more (a record's values).
+
+def insert(sa_conn: sa.Connection, stmt: Any, values: dict[str, Any], keys: tuple[str, ...],
+           pk_names: Sequence[str]) -> tuple[Any, ...] | None:
+    """INSERT one row, the ``keys`` of ``values``; returns its primary key, if known."""
+    prepared = _fast(sa_conn, stmt, keys)
+    if prepared is None:
+        inserted = sa_conn.execute(stmt, {k: values[k] for k in keys}).inserted_primary_key
+        return tuple(inserted) if inserted is not None else None
+    cursor = _run(sa_conn, prepared, values)
+    if prepared.returning:
+        row = cursor.fetchone()
+        return tuple(row) if row is not None else None
+    if len(pk_names) == 1:   # given, or the autoincrement value
+        given = values.get(pk_names[0])
+        return (given if given is not None else cursor.lastrowid,)
+    return tuple([values.get(n) for n in pk_names]) if pk_names else None
+
+
+def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
+          keys: tuple[str, ...] | None = None) -> int:
+    """Run an UPDATE or DELETE (or an INSERT whose key is not needed); returns the row count.
+
+    ``keys``: the parameters to send when ``params`` holds more.
     """
     if keys is None:
         keys = tuple(params)
-    prepared = None
-    if not observed(sa_conn):
-        prepared = _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
-        if prepared is _UNSEEN:
-            prepared = _prepare(stmt, sa_conn.dialect, keys)
+    prepared = _fast(sa_conn, stmt, keys)
     if prepared is None:
-        result = sa_conn.execute(stmt, {k: params[k] for k in keys})
-        inserted = result.inserted_primary_key if result.context.isinsert else None
-        return result.rowcount, tuple(inserted) if inserted is not None else None
-
-    if prepared._expanding is None:
-        sql, arguments = prepared.sql, prepared.parameters(params)
-    else:
-        sql, arguments = prepared.statement(params)
-    cursor = None
-    try:   # _run's work, inline: this runs for every save
-        cursor = _cursor(sa_conn)
-        cursor.execute(sql, arguments)
-        if prepared.returning:
-            row = cursor.fetchone()
-            return cursor.rowcount, tuple(row) if row is not None else None
-    except Exception as exc:
-        _failed(sa_conn, exc, sql, arguments, cursor)
-    if not pk_names:
-        return cursor.rowcount, None
-    given = tuple([params.get(n) for n in pk_names])
-    return cursor.rowcount, given if None not in given else (cursor.lastrowid,)
+        return int(sa_conn.execute(stmt, {k: params[k] for k in keys}).rowcount)
+    return int(_run(sa_conn, prepared, params).rowcount)
 
 
 def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],

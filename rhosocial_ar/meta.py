@@ -70,6 +70,7 @@ class ModelMeta:
         # every field is a column: a record's values dict holds nothing else
         self.fields_are_columns = set(fields) == set(self.names)
         self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._defaulted_order = tuple(n for n in self.names if n in self.defaulted_by_database)
         self.query_cache: dict[Any, Any] = {}
         self.loaders: dict[Any, Any] = {}          # loading.loader's, per column list
         self.shares_snapshot = shares_snapshot(model)
@@ -88,9 +89,10 @@ class ModelMeta:
         All but those the database fills in (autoincrement keys, server
         defaults) when they are None, and any missing from ``values``.
         """
-        omitted = tuple([n for n in self.defaulted_by_database if values.get(n) is None])
         if len(values) < len(self.fields):   # a record built without every field
-            return tuple(n for n in self.names if n in values and n not in omitted)
+            return tuple(n for n in self.names if n in values
+                         and not (n in self.defaulted_by_database and values[n] is None))
+        omitted = tuple([n for n in self._defaulted_order if values[n] is None])
         keys = self._insert_keys.get(omitted)
         if keys is None:
             keys = self._insert_keys[omitted] = tuple(n for n in self.names if n not in omitted)

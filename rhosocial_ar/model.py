@@ -402,21 +402,38 @@ class ActiveRecord(BaseModel):
         return self._update()
 
     def _insert(self) -> int:
-        meta = type(self).__ar_meta__
         conn = self._connection()
-        before = self._ar_state()
-        values = self.__dict__
-        if meta.created_column or meta.updated_column or meta.lock_column:
-            self._ar_stamp_new(meta)
-        keys = meta.insert_keys(values)
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
             with atomic(conn) as frame:
-                self._ar_insert_in(frame, keys, before)
+                self._ar_insert_in(frame)
         else:
             frame.wrote = True
-            self._ar_insert_in(frame, keys, before)
+            self._ar_insert_in(frame)
         return 1
+
+    def _ar_insert_in(self, frame: Any) -> None:
+        """INSERT the record inside ``frame``'s transaction, then the hooks it overrides."""
+        meta = type(self).__ar_meta__
+        values = self.__dict__
+        frame.enlist(self, self._ar_state())
+        if meta.created_column or meta.updated_column or meta.lock_column:
+            self._ar_stamp_new(meta)
+        inserted = execution.insert(frame.sa_conn, meta.insert_stmt, values,
+                                    meta.insert_keys(values), meta.pk_names)
+        if inserted:
+            for pk, value in zip(meta.pk_names, inserted, strict=False):
+                if value is not None:
+                    values[pk] = value
+        if meta.server_defaults and any(values.get(n) is None for n in meta.server_defaults):
+            self._ar_fetch_server_defaults(frame.sa_conn)
+        self._mark_saved(frame.connection.name)
+        hooks = meta.hooks
+        if hooks:
+            if "after_create" in hooks:
+                self.after_create()
+            if "after_save" in hooks:
+                self.after_save()
 
     def _ar_stamp_new(self, meta: ModelMeta) -> None:
         values = self.__dict__
@@ -426,25 +443,6 @@ class ActiveRecord(BaseModel):
                 values[stamp] = now
         if meta.lock_column and values.get(meta.lock_column) is None:
             values[meta.lock_column] = 0
-
-    def _ar_insert_in(self, frame: Any, keys: tuple[str, ...], before: Any) -> None:
-        """INSERT ``keys`` of the record's values inside ``frame``'s transaction, then hooks."""
-        meta = type(self).__ar_meta__
-        values = self.__dict__
-        frame.enlist(self, before)
-        _, inserted = execution.write(frame.sa_conn, meta.insert_stmt, values, meta.pk_names, keys)
-        if inserted:
-            for pk, value in zip(meta.pk_names, inserted, strict=False):
-                if value is not None:
-                    values[pk] = value
-        if meta.server_defaults and any(values.get(n) is None for n in meta.server_defaults):
-            self._ar_fetch_server_defaults(frame.sa_conn)
-        self._mark_saved(frame.connection.name)
-        hooks = meta.hooks
-        if "after_create" in hooks:
-            self.after_create()
-        if "after_save" in hooks:
-            self.after_save()
 
     def _update(self, only: str | None = None, before: Any = None,
                 hooks: tuple[str, ...] = ("after_update", "after_save")) -> int:
@@ -482,7 +480,7 @@ class ActiveRecord(BaseModel):
         meta = type(self).__ar_meta__
         saved: dict[str, Any] = self._ar_saved
         frame.enlist(self, before)
-        count = execution.write(frame.sa_conn, stmt, params)[0]
+        count = execution.write(frame.sa_conn, stmt, params)
         if meta.lock_column and count == 0:
             raise StaleObjectError(
                 f"{type(self).__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
@@ -586,7 +584,7 @@ class ActiveRecord(BaseModel):
         conn = self._connection()
         with atomic(conn) as frame:
             frame.enlist(self, before)
-            count = execution.write(frame.sa_conn, stmt, params)[0]
+            count = execution.write(frame.sa_conn, stmt, params)
             if meta.lock_column and count == 0:
                 raise StaleObjectError(
                     f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
