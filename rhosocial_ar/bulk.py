@@ -9,9 +9,11 @@ Rows are validated by the model before anything is sent; hooks do not run.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from operator import is_, itemgetter
 from typing import Any, NamedTuple
+
+import sqlalchemy as sa
 
 from . import dialects, execution, routing
 from .errors import QueryError
@@ -137,7 +139,14 @@ def insert_many(model: Any, rows: Iterable[Any], batch_size: int) -> int:
 
 def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], batch_size: int,
                 update_columns: Sequence[str] | None) -> int:
-    """One INSERT ... ON CONFLICT / ON DUPLICATE KEY statement per batch; returns the count."""
+    """One INSERT ... ON CONFLICT / ON DUPLICATE KEY statement per batch; returns the count.
+
+    The statement binds its values and is compiled once per shape (a statement
+    with the values in it is compiled anew for every batch, which costs more
+    than the database's work): one row sent with ``executemany`` (one
+    statement per batch for the driver), or, where the driver's executemany is
+    a round trip per row (psycopg2), every row of the batch.
+    """
     meta = model.__ar_meta__
     if isinstance(conflict_keys, str) or not conflict_keys:
         raise QueryError("conflict_keys must be a non-empty list of column names")
@@ -152,17 +161,57 @@ def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], b
         if missing:
             raise QueryError(f"every row needs the conflict keys; a row lacks {missing}")
     conn = routing.resolve(model)
+    dialect = conn.dialect
     # never overwrite the key, the creation time or the lock version with the new row's
     keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
+    multi_row = dialect.use_insertmanyvalues_wo_returning
     with atomic(conn) as frame:
-        for group in groups:
-            keys = group.names
-            update = [k for k in (keys if update_columns is None else update_columns)
-                      if k not in keep]
-            per_batch = min(batch_size, max(1, dialects.max_bind_params(conn.dialect) // len(keys)))
-            rows = group.rows()
-            for start in range(0, len(rows), per_batch):
-                stmt = dialects.upsert(conn.dialect, meta.table, rows[start:start + per_batch],
-                                       conflict_keys, update, increment=meta.lock_column)
-                frame.sa_conn.execute(stmt)
+        for names, columns, size in groups:
+            update = tuple(k for k in (names if update_columns is None else update_columns)
+                           if k not in keep)
+            if not multi_row:
+                stmt, _ = _upsert_statement(meta, dialect, names, conflict_keys, update, None)
+                for start in range(0, size, batch_size):
+                    chunk = [column[start:start + batch_size] for column in columns]
+                    execution.insert_many(frame.sa_conn, stmt, names, chunk,
+                                          min(batch_size, size - start))
+                continue
+            per_statement = min(batch_size, max(1, dialects.max_bind_params(dialect) // len(names)))
+            for start in range(0, size, per_statement):
+                count = min(per_statement, size - start)
+                stmt, keys = _upsert_statement(meta, dialect, names, conflict_keys, update, count)
+                values = chain.from_iterable(column[start:start + count] for column in columns)
+                execution.write(frame.sa_conn, stmt, dict(zip(keys, values, strict=True)), keys)
     return sum(group.size for group in groups)
+
+
+# upsert statements by (table, dialect, columns, conflict keys, update, rows)
+_upserts: dict[tuple[Any, ...], tuple[Any, tuple[str, ...]]] = {}
+_UPSERT_LIMIT = 64
+
+
+def _upsert_statement(meta: Any, dialect: Any, names: tuple[str, ...],
+                      conflict_keys: Sequence[str], update: tuple[str, ...],
+                      rows: int | None) -> tuple[Any, tuple[str, ...]]:
+    """The upsert of one row bound by column names (``rows=None``), or of ``rows`` rows.
+
+    With ``rows``, the parameter of column j in row i is ``_ar_v<j>_<i>``; the
+    names come back column by column.
+    """
+    key = (meta.table, dialect, names, tuple(conflict_keys), update, rows)
+    found = _upserts.get(key)
+    if found is not None:
+        return found
+    columns = meta.table.c
+    if rows is None:
+        params = [[name] for name in names]
+    else:
+        params = [[f"_ar_v{j}_{i}" for i in range(rows)] for j in range(len(names))]
+    values = [{name: sa.bindparam(params[j][i], type_=columns[name].type)
+               for j, name in enumerate(names)} for i in range(rows or 1)]
+    stmt = dialects.upsert(dialect, meta.table, values, conflict_keys, list(update),
+                           increment=meta.lock_column)
+    if len(_upserts) >= _UPSERT_LIMIT:
+        _upserts.clear()
+    found = _upserts[key] = (stmt, tuple(chain.from_iterable(params)))
+    return found

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
 
-from . import bulk, dialects, execution, routing
+from . import bulk, dialects, routing
 from .errors import ConfigurationError, QueryError
 from .query import Query
-from .transaction import Transaction, atomic
+from .transaction import Transaction
 from .twophase import support_problem, two_phase
 
 __all__ = ["TransferResult", "transfer"]
@@ -48,10 +47,6 @@ log = logging.getLogger("rhosocial_ar")
 crash_point: Callable[[str], None] = lambda step: None  # noqa: E731
 
 Mapper = Callable[[Any], dict[str, Any]]
-
-# upsert statements by (table, dialect, columns, conflict keys, rows): see _upsert
-_statements: dict[tuple[Any, ...], tuple[sa.Insert, tuple[str, ...]]] = {}
-_STATEMENT_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -211,7 +206,8 @@ def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], sou
            source_pks: tuple[str, ...], delete_source: bool, strategy: str,
            source_name: str) -> int:
     """Upsert one batch into the target and, when moving, delete it from the source."""
-    _upsert(target, [to_row(r) for r in records], keys)
+    rows = [to_row(r) for r in records]
+    bulk.upsert_many(target, rows, keys, max(1, len(rows)), None)
     if strategy == "idempotent":
         crash_point("between_sides")
     if delete_source:
@@ -223,65 +219,3 @@ def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], sou
             for record in records:
                 doomed.where(**{n: getattr(record, n) for n in source_pks}).hard_delete()
     return len(records)
-
-
-def _upsert(model: Any, rows: list[dict[str, Any]], conflict_keys: Sequence[str]) -> None:
-    """``bulk_insert_or_update`` of one batch, with statements compiled once per transfer.
-
-    That method builds a multi-row statement with the values in it, which
-    SQLAlchemy compiles anew for every batch, at a cost above the database's
-    work. Here the statement binds parameters and is compiled once: one row,
-    sent with the driver's ``executemany`` (which writes the rows as one
-    statement), or, where that is a round trip per row, every row of the batch.
-    """
-    meta = model.__ar_meta__
-    conn = routing.resolve(model)
-    dialect = conn.dialect
-    # never overwrite the key, the creation time or the lock version (as bulk_insert_or_update)
-    keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
-    # where SQLAlchemy turns an executemany INSERT into multi-row INSERTs itself, the
-    # driver's own executemany is a round trip per row; and it does not do so for upserts
-    multi_row = dialect.use_insertmanyvalues_wo_returning
-    with atomic(conn) as frame:
-        for names, columns, size in bulk.rows_for_write(model, rows):
-            missing = [k for k in conflict_keys if k not in names]
-            if missing:
-                raise QueryError(f"every row needs the conflict keys; a row lacks {missing}")
-            if not multi_row:
-                stmt, _ = _statement(meta, dialect, names, conflict_keys, keep, None)
-                execution.insert_many(frame.sa_conn, stmt, names, columns, size)
-                continue
-            per_statement = max(1, dialects.max_bind_params(dialect) // len(names))
-            for start in range(0, size, per_statement):
-                count = min(per_statement, size - start)
-                stmt, keys = _statement(meta, dialect, names, conflict_keys, keep, count)
-                values = chain.from_iterable(column[start:start + count] for column in columns)
-                execution.write(frame.sa_conn, stmt, dict(zip(keys, values, strict=True)),
-                                keys=keys)
-
-
-def _statement(meta: Any, dialect: Any, names: tuple[str, ...], conflict_keys: Sequence[str],
-               keep: set[str], rows: int | None) -> tuple[sa.Insert, tuple[str, ...]]:
-    """The upsert of one row bound by column names (``rows=None``), or of ``rows`` rows.
-
-    With ``rows``, the parameter of column j in row i is ``_ar_v<j>_<i>``; the
-    names come back column by column.
-    """
-    key = (meta.table, dialect, names, tuple(conflict_keys), rows)
-    found = _statements.get(key)
-    if found is not None:
-        return found
-    columns = meta.table.c
-    if rows is None:
-        params = [[name] for name in names]
-    else:
-        params = [[f"_ar_v{j}_{i}" for i in range(rows)] for j in range(len(names))]
-    values = [{name: sa.bindparam(params[j][i], type_=columns[name].type)
-               for j, name in enumerate(names)} for i in range(rows or 1)]
-    update = [n for n in names if n not in keep]
-    stmt = dialects.upsert(dialect, meta.table, values, conflict_keys, update,
-                           increment=meta.lock_column)
-    if len(_statements) >= _STATEMENT_LIMIT:
-        _statements.clear()
-    found = _statements[key] = (stmt, tuple(chain.from_iterable(params)))
-    return found
