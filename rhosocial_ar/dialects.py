@@ -243,7 +243,10 @@ def upsert(
     unique key, so ``conflict_keys`` must name a unique key there too.
     ``increment`` names a column (an optimistic-lock version) that an update adds one to.
     """
-    bump: dict[str, Any] = {increment: table.c[increment] + 1} if increment else {}
+    # the 1 is SQL, not a parameter: PyMySQL's executemany sends the ON DUPLICATE KEY
+    # UPDATE clause as it is, without filling in its parameters
+    one = sa.literal_column("1", type_=table.c[increment].type) if increment else None
+    bump: dict[str, Any] = {increment: table.c[increment] + one} if increment else {}
     name = dialect.name
     if name in ("postgresql", "sqlite"):
         module = postgresql if name == "postgresql" else sqlite

@@ -250,6 +250,11 @@ def test_upsert_bumps_the_lock_version(db):
     with pytest.raises(StaleObjectError):
         stale.save()
     assert Page.find(page.id).body == "v2"
+    # many rows at once: existing ones bumped, new ones start at 0 (executemany on MariaDB)
+    Page.bulk_insert_or_update([{"slug": "a", "body": "v3"}, {"slug": "b", "body": "new"}],
+                               conflict_keys=["slug"])
+    assert Page.where(slug=["a", "b"]).order_by("slug").pluck("body", "version") == [
+        ("v3", 3), ("new", 0)]
 
 
 def test_server_defaults_fill_in_when_left_out(db):
