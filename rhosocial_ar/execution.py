@@ -207,7 +207,8 @@ def _cursor(sa_conn: sa.Connection) -> Any:
     can be reused; SQLAlchemy clears ``info`` whenever it replaces the
     DB-API connection, and the cursor is checked against it anyway.
     """
-    fairy = sa_conn.connection
+    # the pooled connection, past the property that revalidates one that was invalidated
+    fairy = sa_conn._dbapi_connection or sa_conn.connection
     dbapi_connection = fairy.dbapi_connection
     cached = fairy.info.get(_CURSOR)
     if cached is not None and cached[0] is dbapi_connection:
@@ -300,11 +301,20 @@ def _fast(sa_conn: sa.Connection, stmt: Any, keys: tuple[str, ...]) -> Prepared 
 def insert(sa_conn: sa.Connection, stmt: Any, values: dict[str, Any], keys: tuple[str, ...],
            pk_names: Sequence[str]) -> tuple[Any, ...] | None:
     """INSERT one row, the ``keys`` of ``values``; returns its primary key, if known."""
-    prepared = _fast(sa_conn, stmt, keys)
+    # _fast(), inline
+    prepared = None if observed(sa_conn) else _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
+    if prepared is _UNSEEN:
+        prepared = _prepare(stmt, sa_conn.dialect, keys)
     if prepared is None:
         inserted = sa_conn.execute(stmt, {k: values[k] for k in keys}).inserted_primary_key
         return tuple(inserted) if inserted is not None else None
-    cursor = _run(sa_conn, prepared, values)
+    arguments = prepared.parameters(values)   # _run's work, inline: once per record saved
+    cursor = None
+    try:
+        cursor = _cursor(sa_conn)
+        cursor.execute(prepared.sql, arguments)
+    except Exception as exc:
+        _failed(sa_conn, exc, prepared.sql, arguments, cursor)
     if prepared.returning:
         row = cursor.fetchone()
         return tuple(row) if row is not None else None
@@ -322,7 +332,10 @@ def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
     """
     if keys is None:
         keys = tuple(params)
-    prepared = _fast(sa_conn, stmt, keys)
+    # _fast(), inline: once per record saved
+    prepared = None if observed(sa_conn) else _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
+    if prepared is _UNSEEN:
+        prepared = _prepare(stmt, sa_conn.dialect, keys)
     if prepared is None:
         return int(sa_conn.execute(stmt, {k: params[k] for k in keys}).rowcount)
     return int(_run(sa_conn, prepared, params).rowcount)

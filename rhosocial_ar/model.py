@@ -402,38 +402,41 @@ class ActiveRecord(BaseModel):
         return self._update()
 
     def _insert(self) -> int:
-        conn = self._connection()
+        # one flat method: it runs for every record created
+        cls = type(self)
+        meta = cls.__ar_meta__
+        conn = routing.get_connection(
+            routing.override_for(cls) or self._ar_origin or cls.__connection__)
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
-            with atomic(conn) as frame:
-                self._ar_insert_in(frame)
-        else:
-            frame.wrote = True
-            self._ar_insert_in(frame)
-        return 1
-
-    def _ar_insert_in(self, frame: Any) -> None:
-        """INSERT the record inside ``frame``'s transaction, then the hooks it overrides."""
-        meta = type(self).__ar_meta__
+            with atomic(conn):          # a transaction of its own (read-only: refused)
+                return self._insert()
+        frame.wrote = True
         values = self.__dict__
-        frame.enlist(self, self._ar_state())
+        frame.enlist(self, self._ar_state(meta.bookkeeping))
         if meta.created_column or meta.updated_column or meta.lock_column:
             self._ar_stamp_new(meta)
         inserted = execution.insert(frame.sa_conn, meta.insert_stmt, values,
                                     meta.insert_keys(values), meta.pk_names)
-        if inserted:
-            for pk, value in zip(meta.pk_names, inserted, strict=False):
-                if value is not None:
-                    values[pk] = value
+        if inserted is not None:
+            if len(inserted) == 1:
+                if inserted[0] is not None:
+                    values[meta.pk_names[0]] = inserted[0]
+            else:
+                for pk, value in zip(meta.pk_names, inserted, strict=False):
+                    if value is not None:
+                        values[pk] = value
         if meta.server_defaults and any(values.get(n) is None for n in meta.server_defaults):
             self._ar_fetch_server_defaults(frame.sa_conn)
-        self._mark_saved(frame.connection.name)
+        _set_saved(self, values if meta.shares_snapshot else dict(values))   # _mark_saved()
+        _set_origin(self, conn.name)
         hooks = meta.hooks
         if hooks:
             if "after_create" in hooks:
                 self.after_create()
             if "after_save" in hooks:
                 self.after_save()
+        return 1
 
     def _ar_stamp_new(self, meta: ModelMeta) -> None:
         values = self.__dict__
@@ -447,11 +450,22 @@ class ActiveRecord(BaseModel):
     def _update(self, only: str | None = None, before: Any = None,
                 hooks: tuple[str, ...] = ("after_update", "after_save")) -> int:
         """UPDATE the changed columns (or just ``only``) under the lock, then run ``hooks``."""
-        meta = type(self).__ar_meta__
-        changes = {only: self.__dict__[only]} if only is not None else self.changed_columns()
-        if not changes:
-            return 0
+        # one flat method: it runs for every record saved
+        cls = type(self)
+        meta = cls.__ar_meta__
         saved: dict[str, Any] = self._ar_saved
+        if only is None:
+            changes = self.changed_columns()
+            if not changes:
+                return 0
+        else:
+            changes = {only: self.__dict__[only]}
+        conn = routing.get_connection(
+            routing.override_for(cls) or self._ar_origin or cls.__connection__)
+        frame = current_frame(conn.name)
+        if frame is None or conn.read_only:
+            with atomic(conn):          # a transaction of its own (read-only: refused)
+                return self._update(only, before, hooks)
         params = self._pk_params(saved, "update")
         if before is None:   # an UPDATE never writes the key; only these in place
             before = self._ar_state(meta.update_bookkeeping)
@@ -465,36 +479,23 @@ class ActiveRecord(BaseModel):
                 params["_ar_lock"] = version = saved[meta.lock_column]
                 changes[meta.lock_column] = values[meta.lock_column] = version + 1
         params.update(changes)
-        conn = self._connection()
-        frame = current_frame(conn.name)
-        if frame is None or conn.read_only:
-            with atomic(conn) as frame:
-                return self._ar_update_in(frame, stmt, params, changes, before, only, hooks)
         frame.wrote = True
-        return self._ar_update_in(frame, stmt, params, changes, before, only, hooks)
-
-    def _ar_update_in(self, frame: Any, stmt: Any, params: dict[str, Any],
-                      changes: dict[str, Any], before: Any, only: str | None,
-                      hooks: tuple[str, ...]) -> int:
-        """UPDATE inside ``frame``'s transaction, then the hooks the model overrides."""
-        meta = type(self).__ar_meta__
-        saved: dict[str, Any] = self._ar_saved
         frame.enlist(self, before)
         count = execution.write(frame.sa_conn, stmt, params)
         if meta.lock_column and count == 0:
             raise StaleObjectError(
-                f"{type(self).__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
+                f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
                 f"deleted by someone else since it was loaded (version {saved[meta.lock_column]})"
             )
         if only is None:
-            self._mark_saved(frame.connection.name)
+            self._mark_saved(conn.name)
         else:   # a new dict: the state kept for a rollback holds the old one
-            _set(self, "_ar_saved", {**saved, **changes})
+            _set_saved(self, {**saved, **changes})
         if meta.hooks:
             for hook in hooks:
                 if hook in meta.hooks:
                     getattr(self, hook)()
-        return int(count)
+        return count
 
     def _ar_fetch_server_defaults(self, sa_conn: Any) -> None:
         """Read back the columns the database filled in (after an INSERT without them)."""
