@@ -92,7 +92,11 @@ class ModelMeta:
         if len(values) < len(self.fields):   # a record built without every field
             return tuple(n for n in self.names if n in values
                          and not (n in self.defaulted_by_database and values[n] is None))
-        omitted = tuple([n for n in self._defaulted_order if values[n] is None])
+        defaulted = self._defaulted_order
+        if len(defaulted) == 1:   # the usual: an autoincrement key (no comprehension: per save)
+            omitted = defaulted if values[defaulted[0]] is None else ()
+        else:
+            omitted = tuple([n for n in defaulted if values[n] is None])
         keys = self._insert_keys.get(omitted)
         if keys is None:
             keys = self._insert_keys[omitted] = tuple(n for n in self.names if n not in omitted)

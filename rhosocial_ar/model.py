@@ -377,8 +377,12 @@ class ActiveRecord(BaseModel):
             return {}
         get = saved.get
         if meta.fields_are_columns:
-            return {n: v for n, v in values.items()
-                    if (old := get(n, _MISSING)) is not v and old != v}
+            changes = {}
+            for name, value in values.items():   # a loop, not a comprehension: runs per save
+                old = get(name, _MISSING)
+                if old is not value and old != value:
+                    changes[name] = value
+            return changes
         return {
             n: values[n] for n in meta.names
             if n in values and (old := get(n, _MISSING)) is not values[n] and old != values[n]
@@ -413,7 +417,9 @@ class ActiveRecord(BaseModel):
                 return self._insert()
         frame.wrote = True
         values = self.__dict__
-        frame.enlist(self, self._ar_state(meta.bookkeeping))
+        names = meta.bookkeeping   # _ar_state(), inline: what a rollback puts back
+        frame.enlist(self, (None, self._ar_origin, names,
+                            {n: values[n] for n in names if n in values}))
         if meta.created_column or meta.updated_column or meta.lock_column:
             self._ar_stamp_new(meta)
         inserted = execution.insert(frame.sa_conn, meta.insert_stmt, values,
@@ -428,7 +434,8 @@ class ActiveRecord(BaseModel):
                         values[pk] = value
         if meta.server_defaults and any(values.get(n) is None for n in meta.server_defaults):
             self._ar_fetch_server_defaults(frame.sa_conn)
-        _set_saved(self, values if meta.shares_snapshot else dict(values))   # _mark_saved()
+        # the record is the row now (a copy when assignments change __dict__ in place)
+        _set_saved(self, values if meta.shares_snapshot else dict(values))
         _set_origin(self, conn.name)
         hooks = meta.hooks
         if hooks:
@@ -466,9 +473,14 @@ class ActiveRecord(BaseModel):
         if frame is None or conn.read_only:
             with atomic(conn):          # a transaction of its own (read-only: refused)
                 return self._update(only, before, hooks)
-        params = self._pk_params(saved, "update")
+        pks = meta.pk_names
+        if len(pks) == 1 and saved.get(pks[0]) is not None:   # _pk_params(), its common case
+            params = {_PK_0: saved[pks[0]]}
+        else:
+            params = self._pk_params(saved, "update")
         if before is None:   # an UPDATE never writes the key; only these in place
-            before = self._ar_state(meta.update_bookkeeping)
+            before = (self._ar_state(meta.update_bookkeeping) if meta.update_bookkeeping
+                      else (saved, self._ar_origin, (), _NOTHING_KEPT))
         stmt = meta.update_stmt
         if meta.updated_column or meta.lock_column:
             values = self._ar_own_values()
@@ -487,8 +499,10 @@ class ActiveRecord(BaseModel):
                 f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
                 f"deleted by someone else since it was loaded (version {saved[meta.lock_column]})"
             )
-        if only is None:
-            self._mark_saved(conn.name)
+        if only is None:   # the record is the row now, as after an insert
+            values = self.__dict__
+            _set_saved(self, values if meta.shares_snapshot else dict(values))
+            _set_origin(self, conn.name)
         else:   # a new dict: the state kept for a rollback holds the old one
             _set_saved(self, {**saved, **changes})
         if meta.hooks:
@@ -542,13 +556,6 @@ class ActiveRecord(BaseModel):
                 values[name] = kept[name]
             else:
                 values.pop(name, None)
-
-    def _mark_saved(self, origin: str) -> None:
-        meta = type(self).__ar_meta__
-        values = self.__dict__
-        _set_saved(self, values if meta.shares_snapshot
-                   else {n: values[n] for n in meta.names if n in values})
-        _set_origin(self, origin)
 
     def delete(self) -> int:
         """Delete the row (soft-delete models set ``deleted_at``); returns the rows deleted."""
