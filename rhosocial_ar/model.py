@@ -417,9 +417,11 @@ class ActiveRecord(BaseModel):
                 return self._insert()
         frame.wrote = True
         values = self.__dict__
-        names = meta.bookkeeping   # _ar_state(), inline: what a rollback puts back
-        frame.enlist(self, (None, self._ar_origin, names,
-                            {n: values[n] for n in names if n in values}))
+        kept = {}   # _ar_state(), inline: what a rollback puts back
+        for name in meta.bookkeeping:
+            if name in values:
+                kept[name] = values[name]
+        frame.enlist(self, (None, self._ar_origin, meta.bookkeeping, kept))
         if meta.created_column or meta.updated_column or meta.lock_column:
             self._ar_stamp_new(meta)
         inserted = execution.insert(frame.sa_conn, meta.insert_stmt, values,
