@@ -123,25 +123,28 @@ class Relation(Generic[T]):
             found = query.all() if self.many else query.limit(1).all()
         result = self._shape(found)
         self.store(record, result)
-        self._fill_inverse(record, found)
+        self._fill_inverse(record, found, self._inverse_name())
         return result
 
     def _shape(self, found: list[Any]) -> Any:
         return found if self.many else (found[0] if found else None)
 
-    def _fill_inverse(self, record: Any, related: Iterable[Any]) -> None:
-        """Point the related records back at ``record`` without a query."""
+    def _inverse_name(self) -> str | None:
+        """The target's relation back to the owner, when it holds one record, else None."""
         if not self.inverse_of:
-            return
+            return None
         inverse = getattr(self.target, self.inverse_of, None)
         if not isinstance(inverse, Relation):
             raise ConfigurationError(
                 f"{self.owner.__name__}.{self.name}: inverse_of={self.inverse_of!r} is not a "
                 f"relation of {self.target.__name__}"
             )
-        if inverse.many:
-            return  # one record is not the whole collection
-        name = inverse.name
+        return None if inverse.many else inverse.name   # one record is not the whole collection
+
+    def _fill_inverse(self, record: Any, related: Iterable[Any], name: str | None) -> None:
+        """Point the related records back at ``record`` (relation ``name``) without a query."""
+        if name is None:
+            return
         for item in related:   # inverse.store(item, record), inline: once per loaded record
             cache = item._ar_relations
             if cache is None:
@@ -167,10 +170,11 @@ class Relation(Generic[T]):
         grouped: dict[Any, list[Any]] = defaultdict(list)
         for item in found:
             grouped[item.__dict__[target_key]].append(item)
+        inverse = self._inverse_name()
         for record in records:
             related = grouped.get(record.__dict__.get(owner_key), [])
             self.store(record, self._shape(related))
-            self._fill_inverse(record, related)
+            self._fill_inverse(record, related, inverse)
         return found
 
     def __repr__(self) -> str:
