@@ -70,7 +70,7 @@ def connection_url(config: dict[str, Any]) -> URL:
     )
 
 
-# execution option marking a connection used for one read outside a transaction
+# key in a pooled connection's ``info`` while it serves one read outside a transaction
 READ_ONLY_OPTION = "rhosocial_ar_autocommit_read"
 
 
@@ -118,11 +118,15 @@ def _sqlite_transactions(engine: Engine) -> None:
     def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
 
-    @event.listens_for(engine, "begin")
-    def _explicit_begin(conn: sa.Connection) -> None:
+    def do_begin(dbapi_connection: Any) -> None:
         # a read outside any transaction needs no BEGIN: SQLite reads are atomic
-        if not conn.get_execution_options().get(READ_ONLY_OPTION):
-            conn.exec_driver_sql("BEGIN")
+        if not dbapi_connection.info.get(READ_ONLY_OPTION):
+            dbapi_connection.cursor().execute("BEGIN")
+
+    # the recipe's "begin" listener, as this engine's dialect's own do_begin: any
+    # engine listener makes SQLAlchemy (and the fast path) look for listeners on
+    # every statement
+    engine.dialect.do_begin = do_begin  # type: ignore[method-assign]
 
 
 def _bound_pymysql_handshake(engine: Engine) -> None:

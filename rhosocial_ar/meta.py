@@ -93,6 +93,7 @@ class ModelMeta:
             return tuple(n for n in self.names if n in values
                          and not (n in self.defaulted_by_database and values[n] is None))
         defaulted = self._defaulted_order
+        omitted: tuple[str, ...]
         if len(defaulted) == 1:   # the usual: an autoincrement key (no comprehension: per save)
             omitted = defaulted if values[defaulted[0]] is None else ()
         else:

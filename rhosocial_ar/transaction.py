@@ -269,10 +269,12 @@ class reading:  # noqa: N801 - a context manager used like a function
         if frame is not None:
             return frame.sa_conn
         self._pooled = self.connection.connect()
-        self._pooled.execution_options(**{READ_ONLY_OPTION: True})
+        self._pooled.info[READ_ONLY_OPTION] = True
         return self._pooled
 
     def __exit__(self, *exc: Any) -> None:
         if self._pooled is not None:
+            if not self._pooled.invalidated:
+                self._pooled.info.pop(READ_ONLY_OPTION, None)
             self._pooled.close()
             self._pooled = None

@@ -143,3 +143,23 @@ def test_asyncio_tasks_have_their_own_transactions(db):
     results = asyncio.run(main())
     assert results[0] is None and isinstance(results[1], RuntimeError)
     assert User.pluck("username") == ["keep"]
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_begins_without_an_engine_listener(db):
+    """BEGIN comes from the dialect, so statements need not look for listeners; a read
+    outside a transaction (no BEGIN) leaves nothing behind for the next transaction."""
+    make_tables(User)
+    engine = get_connection().engine
+    assert engine._has_events is False
+    assert User.count() == 0                         # a read: no BEGIN, autocommit
+    with pytest.raises(RuntimeError), Transaction(get_connection()):
+        User.create(username="gone", email="x")
+        raise RuntimeError("roll back")
+    assert User.count() == 0                         # it was a real transaction
+    with Transaction(get_connection()):
+        User.create(username="kept", email="x")
+        with pytest.raises(RuntimeError), Transaction(get_connection()):   # a savepoint
+            User.create(username="inner", email="x")
+            raise RuntimeError("roll back the savepoint")
+    assert User.pluck("username") == ["kept"]
