@@ -151,7 +151,7 @@ def test_sqlite_begins_without_an_engine_listener(db):
     outside a transaction (no BEGIN) leaves nothing behind for the next transaction."""
     make_tables(User)
     engine = get_connection().engine
-    assert engine._has_events is False
+    assert not engine.dispatch.begin                 # no "begin" listener on the engine
     assert User.count() == 0                         # a read: no BEGIN, autocommit
     with pytest.raises(RuntimeError), Transaction(get_connection()):
         User.create(username="gone", email="x")
