@@ -75,8 +75,6 @@ def load(rows, origin):
         record = new(model)
         set_dict(record, values)
         set_fields_set(record, {fields_set})
-        set_extra(record, None)
-        set_private(record, None)
         set_saved(record, {snapshot})
         set_origin(record, origin)
         set_relations(record, None)

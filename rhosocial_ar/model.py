@@ -36,6 +36,7 @@ __all__ = ["ActiveRecord"]
 T = TypeVar("T", bound="ActiveRecord")
 _MISSING = object()
 _set = object.__setattr__   # past pydantic's __setattr__, for the library's own slots
+_UNSET_MEANS_NONE = frozenset((*STATE_SLOTS, "__pydantic_extra__", "__pydantic_private__"))
 _PK_0 = pk_param(0)
 _NOTHING_KEPT: dict[str, Any] = {}
 
@@ -70,8 +71,9 @@ class ActiveRecord(BaseModel):
         _set_relations(self, None)
 
     def __getattr__(self, name: str) -> Any:
-        # records pydantic built without __init__ (model_validate, model_construct)
-        if name in STATE_SLOTS:
+        # slots left unset: the library's on records pydantic built without __init__
+        # (model_validate, model_construct), pydantic's empty ones on loaded records
+        if name in _UNSET_MEANS_NONE:
             _set(self, name, None)
             return None
         return super().__getattr__(name)  # type: ignore[misc]
