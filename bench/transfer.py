@@ -106,23 +106,23 @@ def ar_transfer(pg: PostgresTarget, my: MysqlTarget, batch: int) -> Callable[[],
     """rhosocial_ar's ``transfer()``, configured and warmed up: call it to move every row."""
     from rhosocial_ar import ActiveRecord, ConnectionManager, Field, transfer
 
-    class Source(ActiveRecord):
-        __table_name__ = SOURCE
-        __connection__ = "bench_pg"
+    class UserRow(ActiveRecord):
+        """The columns both sides share."""
+
+        __abstract__ = True
         id: int = Field(primary_key=True, autoincrement=False)
         name: str = Field(max_length=100)
         email: str = Field(max_length=255)
         age: int
         created_at: datetime.datetime
 
-    class Destination(ActiveRecord):
+    class Source(UserRow):
+        __table_name__ = SOURCE
+        __connection__ = "bench_pg"
+
+    class Destination(UserRow):
         __table_name__ = DESTINATION
         __connection__ = "bench_mariadb"
-        id: int = Field(primary_key=True, autoincrement=False)
-        name: str = Field(max_length=100)
-        email: str = Field(max_length=255)
-        age: int
-        created_at: datetime.datetime
 
     ConnectionManager.reset()
     ConnectionManager.configure({"bench_pg": {"url": pg.sa_url()},
