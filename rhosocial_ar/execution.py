@@ -301,10 +301,7 @@ def _fast(sa_conn: sa.Connection, stmt: Any, keys: tuple[str, ...]) -> Prepared 
 def insert(sa_conn: sa.Connection, stmt: Any, values: dict[str, Any], keys: tuple[str, ...],
            pk_names: Sequence[str]) -> tuple[Any, ...] | None:
     """INSERT one row, the ``keys`` of ``values``; returns its primary key, if known."""
-    # _fast(), inline
-    prepared = None if observed(sa_conn) else _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
-    if prepared is _UNSEEN:
-        prepared = _prepare(stmt, sa_conn.dialect, keys)
+    prepared = _fast(sa_conn, stmt, keys)
     if prepared is None:
         inserted = sa_conn.execute(stmt, {k: values[k] for k in keys}).inserted_primary_key
         return tuple(inserted) if inserted is not None else None
@@ -332,10 +329,7 @@ def write(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
     """
     if keys is None:
         keys = tuple(params)
-    # _fast(), inline: once per record saved
-    prepared = None if observed(sa_conn) else _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
-    if prepared is _UNSEEN:
-        prepared = _prepare(stmt, sa_conn.dialect, keys)
+    prepared = _fast(sa_conn, stmt, keys)
     if prepared is None:
         return int(sa_conn.execute(stmt, {k: params[k] for k in keys}).rowcount)
     return int(_run(sa_conn, prepared, params).rowcount)
