@@ -30,8 +30,6 @@ Loader = Callable[[Iterable[Sequence[Any]], "str | None"], list[Any]]
 _slots: Any = vars(BaseModel)
 _set_dict = _slots["__dict__"].__set__
 _set_fields_set = _slots["__pydantic_fields_set__"].__set__
-_set_extra = _slots["__pydantic_extra__"].__set__
-_set_private = _slots["__pydantic_private__"].__set__
 
 
 def shares_snapshot(model: type) -> bool:
@@ -84,8 +82,7 @@ def load(rows, origin):
     namespace: dict[str, Any] = {
         "model": model, "new": object.__new__, "fields_set": frozenset(names) if not complete
         else set(names),
-        "set_dict": _set_dict, "set_fields_set": _set_fields_set, "set_extra": _set_extra,
-        "set_private": _set_private,
+        "set_dict": _set_dict, "set_fields_set": _set_fields_set,
         **{f"set_{slot[4:]}": getattr(model, slot).__set__ for slot in STATE_SLOTS},
         **{f"p{i}": process for i, process in converters.items()},
     }

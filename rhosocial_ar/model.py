@@ -409,10 +409,8 @@ class ActiveRecord(BaseModel):
 
     def _insert(self) -> int:
         # one flat method: it runs for every record created
-        cls = type(self)
-        meta = cls.__ar_meta__
-        conn = routing.get_connection(
-            routing.override_for(cls) or self._ar_origin or cls.__connection__)
+        meta = type(self).__ar_meta__
+        conn = self._connection()
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
             with atomic(conn):          # a transaction of its own (read-only: refused)
@@ -471,8 +469,7 @@ class ActiveRecord(BaseModel):
                 return 0
         else:
             changes = {only: self.__dict__[only]}
-        conn = routing.get_connection(
-            routing.override_for(cls) or self._ar_origin or cls.__connection__)
+        conn = self._connection()
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
             with atomic(conn):          # a transaction of its own (read-only: refused)
