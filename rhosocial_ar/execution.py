@@ -26,8 +26,9 @@ from typing import Any, NoReturn, TypeVar
 import sqlalchemy as sa
 
 from . import dialects
+from .loading import loader
 
-__all__ = ["fetch", "fetch_all", "insert", "insert_many", "observed", "write"]
+__all__ = ["fetch", "fetch_all", "fetch_records", "insert", "insert_many", "observed", "write"]
 
 R = TypeVar("R")
 # (column index, SQLAlchemy result processor) for the columns that need converting
@@ -40,7 +41,7 @@ class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
     __slots__ = ("sql", "names", "spec", "types", "positional", "returning", "result_types",
-                 "parameters", "_result_processors", "_column_processors", "_expanding")
+                 "parameters", "loaders", "_result_processors", "_column_processors", "_expanding")
 
     def __init__(self, compiled: Any, keys: Iterable[str] = ()) -> None:
         self.sql: str = compiled.string
@@ -63,6 +64,8 @@ class Prepared:
                               for type_, (key, default, process) in zip(self.types, self.spec,
                                                                         strict=True)),
             self.positional, frozenset(keys))
+        # the record builders for its rows, per (model, column names): see fetch_records()
+        self.loaders: dict[tuple[Any, Sequence[str]], Any] = {}
         self._result_processors: Converters | None = None
         self._column_processors: tuple[Any, ...] | None = None
         # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
@@ -269,6 +272,24 @@ def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
     dialect = sa_conn.dialect
     return _run(sa_conn, prepared, params, lambda cursor: consume(  # type: ignore[no-any-return]
         cursor, prepared.result_processors(dialect, cursor)))
+
+
+def fetch_records(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any], model: Any,
+                  names: Sequence[str], origin: str | None) -> list[Any]:
+    """Records of ``model`` from a SELECT of its columns ``names``, in that order."""
+    prepared = _fast(sa_conn, stmt, tuple(params))
+    if prepared is None:
+        return loader(model, names)(sa_conn.execute(stmt, params), origin)
+
+    def load(cursor: Any) -> list[Any]:
+        # the statement fixes the converters, so its loader is looked up once
+        build = prepared.loaders.get((model, names))
+        if build is None:
+            build = prepared.loaders[model, names] = loader(
+                model, names, prepared.result_processors(sa_conn.dialect, cursor))
+        return build(cursor, origin)  # type: ignore[no-any-return]
+
+    return _run(sa_conn, prepared, params, load)  # type: ignore[no-any-return]
 
 
 def _converted(rows: Iterable[Sequence[Any]], converters: Converters) -> list[Sequence[Any]]:

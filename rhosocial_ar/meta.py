@@ -71,7 +71,8 @@ class ModelMeta:
         self.fields_are_columns = set(fields) == set(self.names)
         self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._defaulted_order = tuple(n for n in self.names if n in self.defaulted_by_database)
-        self.query_cache: dict[Any, Any] = {}
+        self.query_cache: dict[Any, Any] = {}     # Query's statements, per shape
+        self.order_keys: dict[str, Any] = {}       # Query's parsed order_by() strings
         self.loaders: dict[Any, Any] = {}          # loading.loader's, per column list
         self.shares_snapshot = shares_snapshot(model)
         # the hooks this model overrides; the others are not even called

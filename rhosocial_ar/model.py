@@ -171,11 +171,15 @@ class ActiveRecord(BaseModel):
 
     @classmethod
     def where(cls: type[T], *conditions: Any, **columns: Any) -> Query[T]:
-        return Query(cls).where(*conditions, **columns)
+        query = Query(cls)
+        query._add_where(conditions, columns)   # on the new query itself: no copy
+        return query
 
     @classmethod
     def order_by(cls: type[T], *keys: Any) -> Query[T]:
-        return Query(cls).order_by(*keys)
+        query = Query(cls)
+        query._add_order(keys)
+        return query
 
     @classmethod
     def select(cls: type[T], *names: str) -> Query[T]:
@@ -267,8 +271,7 @@ class ActiveRecord(BaseModel):
         names = meta.names
 
         def load(sa_conn: Any, origin: str) -> list[T]:
-            return execution.fetch(sa_conn, stmt, params, lambda rows, converters: loader(
-                cls, names, converters)(rows, origin))
+            return execution.fetch_records(sa_conn, stmt, params, cls, names, origin)
 
         found = routing.read(cls, None, load)[0]
         if not found:
@@ -292,7 +295,8 @@ class ActiveRecord(BaseModel):
 
             values = () if params is None else tuple(params) if isinstance(
                 params, list | tuple) else (params,)
-            clause, bound = _fragment(sql, values, "raw")
+            names = tuple(f"raw_{i}" for i in range(len(values)))
+            clause, bound = _fragment(sql, names), dict(zip(names, values, strict=True))
         meta = cls.__ar_meta__
         typed = clause.columns(**meta.column_types)  # text() results are untyped otherwise
 

@@ -11,6 +11,7 @@ reused, so a query built the same way twice costs no SQLAlchemy work.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -20,7 +21,6 @@ from sqlalchemy.sql.util import find_tables
 
 from . import execution, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
-from .loading import loader
 from .meta import ModelMeta
 from .mixins import utc_now
 from .relation import eager_load, relations_of
@@ -36,32 +36,56 @@ M = TypeVar("M", bound="ActiveRecord")
 _QUERY_CACHE_LIMIT = 512
 _DIRECTIONS = {"asc": sa.asc, "desc": sa.desc}
 _SCOPES = ("live", "all", "deleted")
+_new = object.__new__
 
 
-def _fragment(sql: str, values: Sequence[Any], prefix: str) -> tuple[sa.TextClause, dict[str, Any]]:
-    """Turn ``'age > ? AND name = ?'`` into a text clause with bound parameters."""
+def _fragment(sql: str, names: Sequence[str]) -> sa.TextClause:
+    """Turn ``'age > ? AND name = ?'`` into a text clause with the bound parameters ``names``."""
     parts = sql.replace(":", "\\:").split("?")
-    if len(parts) - 1 != len(values):
+    if len(parts) - 1 != len(names):
         raise QueryError(
-            f"where({sql!r}) has {len(parts) - 1} '?' placeholders but {len(values)} values"
+            f"{sql!r} has {len(parts) - 1} '?' placeholders but {len(names)} values"
         )
-    names = [f"{prefix}_{i}" for i in range(len(values))]
     text = parts[0] + "".join(f":{n}{part}" for n, part in zip(names, parts[1:], strict=True))
-    return sa.text(text).bindparams(*(sa.bindparam(n) for n in names)), dict(
-        zip(names, values, strict=True)
-    )
+    return sa.text(text).bindparams(*(sa.bindparam(n) for n in names))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sql_params(position: int, count: int) -> tuple[str, ...]:
+    """The parameter names of a SQL fragment's values: the where's position, then the value's."""
+    return tuple(f"w{position}_{i}" for i in range(count))
+
+
+def _direction(key: str) -> tuple[str, str]:
+    """``'name'``, ``'-name'``, ``'name desc'`` -> (name, 'asc' or 'desc')."""
+    name, _, direction = key.strip().partition(" ")
+    direction = direction.strip().lower() or "asc"
+    if name.startswith("-"):
+        name, direction = name[1:], "desc"
+    if direction not in _DIRECTIONS:
+        raise QueryError(f"order_by({key!r}): direction must be asc or desc")
+    return name, direction
 
 
 class Query(Generic[M]):
-    """An immutable query over one model; every method returns a new query."""
+    """An immutable query over one model; every method returns a new query.
 
-    __slots__ = ("model", "_using", "_wheres", "_order", "_limit", "_offset", "_select", "_scope",
-                 "_with", "_joins", "_lock")
+    The conditions are kept apart from their values: ``_wheres`` holds one
+    hashable item per condition with its parameter names (fixed by its
+    position), ``_args`` the (parameter, value) pairs. The conditions, the
+    order and the flags name the statement in the model's cache; a chain
+    built the same way again reuses it with new values. Conditions or orders
+    given as SQLAlchemy expressions make the query ``_uncached``.
+    """
+
+    __slots__ = ("model", "_using", "_wheres", "_args", "_order", "_limit", "_offset", "_select",
+                 "_scope", "_with", "_joins", "_lock", "_uncached")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
         self._using: str | None = None
         self._wheres: tuple[tuple[Any, ...], ...] = ()
+        self._args: tuple[tuple[str, Any], ...] = ()
         self._order: tuple[tuple[Any, ...], ...] = ()
         self._limit: int | None = None
         self._offset: int | None = None
@@ -70,17 +94,19 @@ class Query(Generic[M]):
         self._with: tuple[str, ...] = ()
         self._joins: tuple[str, ...] = ()
         self._lock = False
+        self._uncached = False
 
     @property
     def _meta(self) -> ModelMeta:
         return self.model.__ar_meta__
 
-    def _copy(self, **changes: Any) -> Query[M]:
-        # spelled out: this runs for every step of every query chain
-        new = Query.__new__(Query)
+    def _copy(self) -> Query[M]:
+        # spelled out, and the caller sets what changes: this runs for every step of every chain
+        new = _new(Query)
         new.model = self.model
         new._using = self._using
         new._wheres = self._wheres
+        new._args = self._args
         new._order = self._order
         new._limit = self._limit
         new._offset = self._offset
@@ -89,22 +115,31 @@ class Query(Generic[M]):
         new._with = self._with
         new._joins = self._joins
         new._lock = self._lock
-        for slot, value in changes.items():
-            setattr(new, slot, value)
+        new._uncached = self._uncached
         return new
 
     # -- building -----------------------------------------------------------
+    # Each step copies the query and adds to the copy (``_add_*``); the model's
+    # class methods add to a new query directly. A step that raises leaves
+    # nothing behind: the copy is dropped.
 
     def where(self, *conditions: Any, **columns: Any) -> Query[M]:
         """Filter by ``column=value``, a SQL fragment with ``?`` and values, or expressions."""
-        meta = self._meta
-        wheres = list(self._wheres)
+        new = self._copy()
+        new._add_where(conditions, columns)
+        return new
+
+    def _add_where(self, conditions: tuple[Any, ...], columns: dict[str, Any]) -> None:
         if conditions and isinstance(conditions[0], str):
             sql, values = conditions[0], conditions[1:]
             if sql.count("?") != len(values):         # checked now, not when it runs
                 raise QueryError(f"where({sql!r}) has {sql.count('?')} '?' placeholders but "
                                  f"{len(values)} values")
-            wheres.append(("sql", sql, tuple(values)))
+            names = _sql_params(len(self._wheres), len(values))
+            self._wheres += (("sql", sql, names),)
+            # one value is the common case, and zip() costs more than the rest of where()
+            self._args += (((names[0], values[0]),) if len(values) == 1
+                           else tuple(zip(names, values, strict=True)))
         else:
             for cond in conditions:
                 if not isinstance(cond, ColumnElement):
@@ -112,52 +147,73 @@ class Query(Generic[M]):
                         f"where() takes column=value, a SQL string with '?' or a SQLAlchemy "
                         f"expression, not {cond!r}"
                     )
-                wheres.append(("expr", cond))
-        for name, value in columns.items():
-            meta.column(name)
-            if value is None:
-                wheres.append(("null", name))
-            elif isinstance(value, list | tuple | set | frozenset):
-                wheres.append(("in", name, tuple(value)))
-            else:
-                wheres.append(("eq", name, value))
-        return self._copy(_wheres=tuple(wheres))
+                self._wheres += (("expr", cond),)
+                self._uncached = True
+        if columns:
+            meta = self._meta
+            for name, value in columns.items():
+                meta.column(name)
+                param = f"w{len(self._wheres)}"
+                if value is None:
+                    self._wheres += (("null", name),)
+                elif isinstance(value, list | tuple | set | frozenset):
+                    self._wheres += (("in", name, param),)
+                    self._args += ((param, list(value)),)
+                else:
+                    self._wheres += (("eq", name, param),)
+                    self._args += ((param, value),)
 
     def order_by(self, *keys: Any) -> Query[M]:
         """Order by ``'name'``, ``'-name'``, ``'name desc'`` or column expressions."""
-        order = list(self._order)
+        new = self._copy()
+        new._add_order(keys)
+        return new
+
+    def _add_order(self, keys: tuple[Any, ...]) -> None:
+        order = self._order
+        parsed = self._meta.order_keys
         for key in keys:
-            if isinstance(key, str):
-                name, _, direction = key.strip().partition(" ")
-                direction = direction.strip().lower() or "asc"
-                if name.startswith("-"):
-                    name, direction = name[1:], "desc"
-                if direction not in _DIRECTIONS:
-                    raise QueryError(f"order_by({key!r}): direction must be asc or desc")
-                self._meta.column(name)
-                order.append(("name", name, direction))
-            elif isinstance(key, ColumnElement):
-                order.append(("expr", key))
-            else:
-                raise QueryError(f"order_by() takes column names or expressions, not {key!r}")
-        return self._copy(_order=tuple(order))
+            item = parsed.get(key) if isinstance(key, str) else None
+            if item is None:
+                if isinstance(key, str):
+                    name, direction = _direction(key)
+                    self._meta.column(name)
+                    item = ("name", name, direction)
+                    if len(parsed) >= _QUERY_CACHE_LIMIT:
+                        parsed.clear()
+                    parsed[key] = item
+                elif isinstance(key, ColumnElement):
+                    item = ("expr", key)
+                    self._uncached = True
+                else:
+                    raise QueryError(f"order_by() takes column names or expressions, not {key!r}")
+            order += (item,)
+        self._order = order
 
     def limit(self, count: int) -> Query[M]:
-        return self._copy(_limit=_non_negative("limit", count))
+        new = self._copy()
+        new._limit = count if type(count) is int and count >= 0 else _non_negative("limit", count)
+        return new
 
     def offset(self, count: int) -> Query[M]:
-        return self._copy(_offset=_non_negative("offset", count))
+        new = self._copy()
+        new._offset = count if type(count) is int and count >= 0 else _non_negative("offset", count)
+        return new
 
     def select(self, *names: str) -> Query[M]:
         """Load only these columns; the records are partial."""
         for name in names:
             self._meta.column(name)
-        return self._copy(_select=tuple(dict.fromkeys(names)) or None)
+        new = self._copy()
+        new._select = tuple(dict.fromkeys(names)) or None
+        return new
 
     def using(self, name: str) -> Query[M]:
         """Run this query on the connection ``name``."""
         routing.resolve(self.model, name)
-        return self._copy(_using=name)
+        new = self._copy()
+        new._using = name
+        return new
 
     def with_(self, *paths: str) -> Query[M]:
         """Eager-load relations (``'posts'``, ``'posts.comments'``): one query per relation."""
@@ -171,7 +227,9 @@ class Query(Generic[M]):
                         f"relations: {', '.join(relations_of(model)) or 'none'}"
                     )
                 model = relation.target
-        return self._copy(_with=tuple(dict.fromkeys((*self._with, *paths))))
+        new = self._copy()
+        new._with = tuple(dict.fromkeys((*self._with, *paths)))
+        return new
 
     def join(self, *names: str) -> Query[M]:
         """INNER JOIN related tables by relation name, to filter on their columns.
@@ -186,77 +244,56 @@ class Query(Generic[M]):
                     f"{self.model.__name__} has no relation {name!r}; "
                     f"relations: {', '.join(relations) or 'none'}"
                 )
-        return self._copy(_joins=tuple(dict.fromkeys((*self._joins, *names))))
+        new = self._copy()
+        new._joins = tuple(dict.fromkeys((*self._joins, *names)))
+        return new
 
     def for_update(self) -> Query[M]:
         """Lock the selected rows until the transaction ends (``SELECT ... FOR UPDATE``)."""
-        return self._copy(_lock=True)
+        new = self._copy()
+        new._lock = True
+        return new
 
     def with_deleted(self) -> Query[M]:
         """Include soft-deleted rows."""
-        return self._copy(_scope="all")
+        new = self._copy()
+        new._scope = "all"
+        return new
 
     def only_deleted(self) -> Query[M]:
         """Only soft-deleted rows."""
-        return self._copy(_scope="deleted")
+        new = self._copy()
+        new._scope = "deleted"
+        return new
+
+    def _ordered(self, order: tuple[tuple[Any, ...], ...]) -> Query[M]:
+        new = self._copy()
+        new._order = order
+        return new
 
     # -- compiling ----------------------------------------------------------
 
-    def _shape(self) -> Any:
-        """A hashable description of the statement, or None when it cannot be cached."""
-        wheres = []
-        for item in self._wheres:
-            kind = item[0]
-            if kind == "expr":
-                return None
-            wheres.append((kind, item[1]) if kind != "sql" else (kind, item[1], len(item[2])))
-        order = []
-        for item in self._order:
-            if item[0] == "expr":
-                return None
-            order.append(item)
-        return (self._select, tuple(wheres), tuple(order), self._limit is not None,
-                self._offset is not None, self._scope, self._joins, self._lock)
-
     def _criteria(self) -> tuple[list[Any], dict[str, Any]]:
+        """The WHERE clauses and their parameters."""
         meta = self._meta
         table = meta.table
         clauses: list[Any] = []
-        params: dict[str, Any] = {}
-        for i, item in enumerate(self._wheres):
+        for item in self._wheres:
             kind = item[0]
-            name = f"w{i}"
             if kind == "eq":
-                clauses.append(table.c[item[1]] == sa.bindparam(name))
-                params[name] = item[2]
+                clauses.append(table.c[item[1]] == sa.bindparam(item[2]))
             elif kind == "in":
-                clauses.append(table.c[item[1]].in_(sa.bindparam(name, expanding=True)))
-                params[name] = list(item[2])
+                clauses.append(table.c[item[1]].in_(sa.bindparam(item[2], expanding=True)))
             elif kind == "null":
                 clauses.append(table.c[item[1]].is_(None))
             elif kind == "sql":
-                clause, values = _fragment(item[1], item[2], name)
-                clauses.append(clause)
-                params.update(values)
+                clauses.append(_fragment(item[1], item[2]))
             else:
                 clauses.append(item[1])
         if meta.soft_delete_column and self._scope != "all":
             column = table.c[meta.soft_delete_column]
             clauses.append(column.is_(None) if self._scope == "live" else column.is_not(None))
-        return clauses, params
-
-    def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        for i, item in enumerate(self._wheres):
-            kind = item[0]
-            if kind == "eq":
-                params[f"w{i}"] = item[2]
-            elif kind == "in":
-                params[f"w{i}"] = list(item[2])
-            elif kind == "sql":
-                for j, value in enumerate(item[2]):
-                    params[f"w{i}_{j}"] = value
-        return params
+        return clauses, dict(self._args)
 
     def _order_clauses(self) -> list[Any]:
         table = self._meta.table
@@ -273,30 +310,38 @@ class Query(Generic[M]):
 
     def _select_stmt(self) -> tuple[sa.Select[Any], dict[str, Any]]:
         """The SELECT for this query and its parameters, reusing a cached statement."""
-        shape = self._shape()
-        cache = self._meta.query_cache
-        stmt = cache.get(shape) if shape is not None else None
-        if stmt is not None:
-            params = self._params()
-        else:
-            clauses, params = self._criteria()
-            stmt = sa.select(*self._columns()[1]).select_from(self._from_clause())
-            stmt = stmt.where(*clauses).order_by(*self._order_clauses())
-            if self._limit is not None:
-                stmt = stmt.limit(sa.bindparam("_ar_limit", type_=sa.Integer))
-            if self._offset is not None:
-                stmt = stmt.offset(sa.bindparam("_ar_offset", type_=sa.Integer))
-            if self._lock:
-                stmt = stmt.with_for_update()
+        limit, offset = self._limit, self._offset
+        stmt = shape = None
+        cache = self.model.__ar_meta__.query_cache
+        if not self._uncached:
+            # the parameter names are part of the conditions: equal shapes, equal statements
+            shape = (self._select, self._wheres, self._order, limit is None, offset is None,
+                     self._scope, self._joins, self._lock)
+            stmt = cache.get(shape)
+        if stmt is None:
+            stmt = self._build_select()
             if shape is not None:
                 if len(cache) >= _QUERY_CACHE_LIMIT:
                     cache.clear()
                 cache[shape] = stmt
-        if self._limit is not None:
-            params["_ar_limit"] = self._limit
-        if self._offset is not None:
-            params["_ar_offset"] = self._offset
+        params = dict(self._args)
+        if limit is not None:
+            params["_ar_limit"] = limit
+        if offset is not None:
+            params["_ar_offset"] = offset
         return stmt, params
+
+    def _build_select(self) -> sa.Select[Any]:
+        clauses, _ = self._criteria()
+        stmt = sa.select(*self._columns()[1]).select_from(self._from_clause())
+        stmt = stmt.where(*clauses).order_by(*self._order_clauses())
+        if self._limit is not None:
+            stmt = stmt.limit(sa.bindparam("_ar_limit", type_=sa.Integer))
+        if self._offset is not None:
+            stmt = stmt.offset(sa.bindparam("_ar_offset", type_=sa.Integer))
+        if self._lock:
+            stmt = stmt.with_for_update()
+        return stmt
 
     def _from_clause(self) -> Any:
         table: Any = self._meta.table
@@ -332,7 +377,7 @@ class Query(Generic[M]):
 
     def _read(self, work: Any) -> tuple[Any, str]:
         """Run ``work(sa_connection)`` where this query's reads go."""
-        if self._joins or any(item[0] == "expr" for item in self._wheres):
+        if self._joins or self._uncached:     # only then can it name another model's table
             self._check_single_connection(routing.read_connection_name(self.model, self._using)[0])
         return routing.read(self.model, self._using, work)
 
@@ -353,15 +398,15 @@ class Query(Generic[M]):
     def all(self) -> list[M]:
         """Every matching record (and the relations asked for with ``with_``)."""
         stmt, params = self._select_stmt()
-        model, names = self.model, self._columns()[0]
+        model = self.model
+        names = self._select or model.__ar_meta__.names
 
         def load(sa_conn: Any, origin: str) -> list[M]:
-            return execution.fetch(sa_conn, stmt, params, lambda rows, converters: loader(
-                model, names, converters)(rows, origin))
+            return execution.fetch_records(sa_conn, stmt, params, model, names, origin)
 
         records = self._read(load)[0]
         if self._with:
-            eager_load(self.model, records, self._with)
+            eager_load(model, records, self._with)
         return records
 
     def __iter__(self) -> Iterator[M]:
@@ -383,12 +428,12 @@ class Query(Generic[M]):
                 if item[0] != "name":
                     raise QueryError("last() cannot reverse an order given as an expression")
                 flipped.append(("name", item[1], "asc" if item[2] == "desc" else "desc"))
-            query = self._copy(_order=tuple(flipped))
+            query = self._ordered(tuple(flipped))
         found = query.limit(1).all()
         return found[0] if found else None
 
     def _by_pk(self, direction: str) -> Query[M]:
-        return self._copy(_order=tuple(("name", n, direction) for n in self._meta.pk_names))
+        return self._ordered(tuple(("name", n, direction) for n in self._meta.pk_names))
 
     def find(self, *pk: Any) -> M:
         """The record with this primary key within the query; raises ``RecordNotFound``."""

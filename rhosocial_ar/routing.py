@@ -86,7 +86,7 @@ def resolve(model: Any, explicit: str | None = None) -> Connection:
 
 def read_connection_name(model: Any, explicit: str | None = None) -> tuple[str, str | None]:
     """(connection to read from, primary to fall back to when that is a replica)."""
-    chosen = explicit or override_for(model)
+    chosen = explicit or (override_for(model) if _overrides.get() else None)
     if chosen is not None:
         return chosen, None
     primary: str = model.__connection__
@@ -132,6 +132,9 @@ def _read_once_more(name: str, origin: str, work: Callable[[sa.Connection, str],
     them all on the first failure, so the retry gets a fresh one. A read has
     no effects, so repeating it is safe; inside a transaction it is not.
     """
+    frame = current_frame(name)
+    if frame is not None:           # the transaction's own connection; never retried
+        return work(frame.sa_conn, origin)
     connection = get_connection(name)
     try:
         with reading(connection) as sa_conn:
@@ -139,7 +142,7 @@ def _read_once_more(name: str, origin: str, work: Callable[[sa.Connection, str],
     except sa.exc.DBAPIError as exc:
         # no statement: the connect itself failed (it may look like a disconnect, e.g. a
         # MySQL handshake timing out), and connecting again would only wait as long again
-        if not exc.connection_invalidated or exc.statement is None or current_frame(name) is not None:
+        if not exc.connection_invalidated or exc.statement is None:
             raise
         log.warning("connection %r: a pooled connection was dead (%s); retrying the read once",
                     name, type(exc.orig).__name__)

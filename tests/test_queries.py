@@ -159,6 +159,29 @@ def test_queries_are_immutable_and_reuse_statements(people):
     assert len(cache) == 1
 
 
+def test_cached_statements_take_each_querys_own_values(people):
+    cache = User.__ar_meta__.query_cache
+    cache.clear()
+    # the same conditions in another order are another statement, with their own parameters
+    assert User.where("age > ?", 20).where(username="u22").pluck("age") == [22]
+    assert User.where(username="u22").where("age > ?", 21).pluck("age") == [22]
+    assert User.where(username="u22").where("age > ?", 22).pluck("age") == []
+    assert User.where(age=[3, 4]).where("age < ?", 4).pluck("age") == [3]
+    assert User.where(age=[3, 4, 5]).where("age < ?", 5).pluck("age") == [3, 4]
+    assert User.where("age BETWEEN ? AND ?", 2, 4).where(age=[4, 9]).pluck("age") == [4]
+    shapes = len(cache)
+    assert shapes == 4
+    # expressions are not cached: each one is its own statement
+    for age in (1, 2):
+        assert User.where(User.c.age == age).order_by(User.c.age.desc()).pluck("age") == [age]
+    assert len(cache) == shapes
+    # a rejected order is rejected every time, a parsed one keeps its direction
+    for _ in range(2):
+        with pytest.raises(QueryError):
+            User.order_by("age sideways")
+        assert User.order_by(" age  DESC").limit(1).pluck("age") == [25]
+
+
 def test_soft_deleted_rows_hidden_in_queries(db):
     make_tables(Doc)
     Doc.create(title="keep")
