@@ -127,7 +127,7 @@ def insert_many(model: Any, rows: Iterable[Any], batch_size: int) -> int:
     groups = rows_for_write(model, rows)
     if not groups:
         return 0
-    insert = model.__ar_meta__.insert_stmt
+    insert = model.__ar_meta__.bulk_insert_stmt
     with atomic(routing.resolve(model)) as frame:
         for names, columns, count in groups:
             for start in range(0, count, batch_size):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
@@ -41,7 +41,8 @@ class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
     __slots__ = ("sql", "names", "spec", "types", "positional", "returning", "result_types",
-                 "parameters", "loaders", "_result_processors", "_column_processors", "_expanding")
+                 "parameters", "loaders", "_result_processors", "_column_processors", "_expanding",
+                 "_rows_sql")
 
     def __init__(self, compiled: Any, keys: Iterable[str] = ()) -> None:
         self.sql: str = compiled.string
@@ -68,6 +69,7 @@ class Prepared:
         self.loaders: dict[tuple[Any, Sequence[str]], Any] = {}
         self._result_processors: Converters | None = None
         self._column_processors: tuple[Any, ...] | None = None
+        self._rows_sql: dict[int, str] = {}
         # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
         self._expanding = compiled if compiled.post_compile_params else None
 
@@ -91,6 +93,13 @@ class Prepared:
     def many(self, dialect: Any, names: Sequence[str], columns: Sequence[list[Any]],
              count: int) -> list[Any]:
         """The parameters of ``count`` rows given column by column, each column converted at once."""
+        converted = self._converted_columns(dialect, names, columns, count)
+        rows: list[Any] = list(zip(*converted, strict=True)) if converted else [()] * count
+        return rows if self.positional else _dicts(self.names, rows)
+
+    def _converted_columns(self, dialect: Any, names: Sequence[str], columns: Sequence[list[Any]],
+                           count: int) -> list[list[Any]]:
+        """One list of values per parameter, in the statement's order, converted for the driver."""
         if self._column_processors is None:
             self._column_processors = tuple(
                 dialects.column_processor(type_, dialect, process)
@@ -101,8 +110,36 @@ class Prepared:
             i = where.get(key)
             values = columns[i] if i is not None else [default] * count
             converted.append(convert(values) if convert is not None else values)
-        rows: list[Any] = list(zip(*converted, strict=True)) if converted else [()] * count
-        return rows if self.positional else _dicts(self.names, rows)
+        return converted
+
+    def rows_statement(self, count: int) -> str | None:
+        """This single-row INSERT as one of ``count`` rows with positional ``%s`` parameters.
+
+        What SQLAlchemy's "insertmanyvalues" sends for psycopg2, minus renaming
+        every parameter of every row: psycopg2 fills ``%s`` from a tuple far
+        faster than thousands of ``%(name)s`` from a dict. None when the SQL
+        is not the plain ``INSERT ... VALUES (...)`` this can repeat.
+        """
+        found = self._rows_sql.get(count)
+        if found is None:
+            head, sep, values = self.sql.rpartition(" VALUES ")
+            if not sep or self.returning or self.positional:
+                return None
+            template = values
+            for name in self.names:    # each parameter once, in the order of the VALUES
+                placeholder = f"%({name})s"
+                if template.count(placeholder) != 1:
+                    return None
+                before, _, after = template.partition(placeholder)
+                if "%(" in before:
+                    return None
+                template = before + "%s" + after
+            if "%(" in template:
+                return None
+            if len(self._rows_sql) > 8:    # a batch size and its remainder, per call
+                self._rows_sql.clear()
+            found = self._rows_sql[count] = f"{head} VALUES {', '.join([template] * count)}"
+        return found
 
     def result_processors(self, dialect: Any, cursor: Any) -> Converters:
         """(column index, processor) for the columns that need converting."""
@@ -361,16 +398,28 @@ def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
     """An INSERT of ``count`` rows, one DB-API ``executemany``; ``columns[i]`` holds ``names[i]``."""
     dialect = sa_conn.dialect
     prepared = None if observed(sa_conn) else _prepare(stmt, dialect, names)
-    # where SQLAlchemy turns an executemany INSERT into multi-row INSERTs itself, the
-    # driver's own executemany is a round trip per row
+    # psycopg2's executemany is a round trip per row: one multi-row INSERT per batch instead
+    rows_sql = (prepared.rows_statement(count) if prepared is not None
+                and dialect.driver == "psycopg2" and count > 1 else None)
+    if rows_sql is not None:
+        assert prepared is not None
+        flat = tuple(chain.from_iterable(zip(*prepared._converted_columns(
+            dialect, names, columns, count), strict=True)))
+        _run_sql(sa_conn, rows_sql, flat, cursor_method="execute")
+        return
+    # other drivers SQLAlchemy batches itself (insertmanyvalues) go through it
     if prepared is None or prepared.returning or dialect.use_insertmanyvalues_wo_returning:
         rows = zip(*columns, strict=True) if columns else [()] * count
         sa_conn.execute(stmt, _dicts(names, rows))
         return
-    arguments = prepared.many(dialect, names, columns, count)
+    _run_sql(sa_conn, prepared.sql, prepared.many(dialect, names, columns, count),
+             cursor_method="executemany")
+
+
+def _run_sql(sa_conn: sa.Connection, sql: str, arguments: Any, cursor_method: str) -> None:
     cursor = None
     try:
         cursor = _cursor(sa_conn)
-        cursor.executemany(prepared.sql, arguments)
+        getattr(cursor, cursor_method)(sql, arguments)
     except Exception as exc:
-        _failed(sa_conn, exc, prepared.sql, arguments, cursor)
+        _failed(sa_conn, exc, sql, arguments, cursor)

@@ -190,6 +190,11 @@ class ModelMeta:
         return self.table.insert()
 
     @cached_property
+    def bulk_insert_stmt(self) -> sa.Insert:
+        # inline: no RETURNING of the new keys, which bulk inserts do not report
+        return self.table.insert().inline()
+
+    @cached_property
     def find_stmt(self) -> sa.Select[Any]:
         stmt = sa.select(*self.columns).where(self.pk_clause())
         return stmt
