@@ -42,7 +42,7 @@ class Prepared:
 
     __slots__ = ("sql", "names", "spec", "types", "positional", "returning", "result_types",
                  "parameters", "loaders", "_result_processors", "_column_processors", "_expanding",
-                 "_rows_sql")
+                 "_rows_sql", "_row_template")
 
     def __init__(self, compiled: Any, keys: Iterable[str] = ()) -> None:
         self.sql: str = compiled.string
@@ -69,6 +69,8 @@ class Prepared:
         self.loaders: dict[tuple[Any, Sequence[str]], Any] = {}
         self._result_processors: Converters | None = None
         self._column_processors: tuple[Any, ...] | None = None
+        # an INSERT's one-row VALUES with %s ('' when it has none), its multi-row forms
+        self._row_template: str | None = None
         self._rows_sql: dict[int, str] = {}
         # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
         self._expanding = compiled if compiled.post_compile_params else None
@@ -120,26 +122,31 @@ class Prepared:
         faster than thousands of ``%(name)s`` from a dict. None when the SQL
         is not the plain ``INSERT ... VALUES (...)`` this can repeat.
         """
+        if self._row_template is None:
+            self._row_template = self._positional_row()
+        if not self._row_template:
+            return None
         found = self._rows_sql.get(count)
         if found is None:
-            head, sep, values = self.sql.rpartition(" VALUES ")
-            if not sep or self.returning or self.positional:
-                return None
-            template = values
-            for name in self.names:    # each parameter once, in the order of the VALUES
-                placeholder = f"%({name})s"
-                if template.count(placeholder) != 1:
-                    return None
-                before, _, after = template.partition(placeholder)
-                if "%(" in before:
-                    return None
-                template = before + "%s" + after
-            if "%(" in template:
-                return None
             if len(self._rows_sql) > 8:    # a batch size and its remainder, per call
                 self._rows_sql.clear()
-            found = self._rows_sql[count] = f"{head} VALUES {', '.join([template] * count)}"
+            head = self.sql.rpartition(" VALUES ")[0]
+            rows = ", ".join([self._row_template] * count)
+            found = self._rows_sql[count] = f"{head} VALUES {rows}"
         return found
+
+    def _positional_row(self) -> str:
+        """The ``(%s, %s, ...)`` of the VALUES, or '' when this is not such an INSERT."""
+        _, sep, template = self.sql.rpartition(" VALUES ")
+        if not sep or self.returning or self.positional:
+            return ""
+        for name in self.names:    # each parameter once, in the order of the VALUES
+            placeholder = f"%({name})s"
+            before, _, after = template.partition(placeholder)
+            if template.count(placeholder) != 1 or "%(" in before:
+                return ""
+            template = before + "%s" + after
+        return "" if "%(" in template else template
 
     def result_processors(self, dialect: Any, cursor: Any) -> Converters:
         """(column index, processor) for the columns that need converting."""
