@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -129,3 +130,29 @@ def test_transfer_benchmark_moves_every_row_once(tmp_path: Path) -> None:
         assert record["problems"] == [], record   # every row moved exactly once, none left
         assert record["rows"] == 2500 and record["seconds"] > 0
     assert markdown.read_text().count("| 2,500 | 1,000 |") == 2
+
+
+def test_target_verdicts_say_when_the_runs_cannot_decide() -> None:
+    """The target column gives the ratio's bootstrap interval and flags a verdict inside the noise."""
+    from bench import report
+
+    def judged(mine: list[float], raw: list[float], limit: float = 1.3) -> str:
+        records = [{"db": "postgresql", "impl": impl, "workload": "W5", "seconds": ms / 1000,
+                    "statements": 2000, "problems": []}
+                   for impl, times in (("raw", raw), ("rhosocial_ar", mine)) for ms in times]
+        summary = report.summarize(records)
+        return report._targets(summary, "postgresql", "W5", ["raw", "rhosocial_ar"])[0]
+
+    steady = [100.0, 101.0, 99.0, 100.0, 100.5, 99.5, 100.0]
+    for factor, verdict in ((1.1, "met"), (1.6, "MISSED")):
+        found = re.fullmatch(r"≤ 1\.3×: (\S+)× (\w+) \((\S+)–(\S+)\)",
+                             judged([x * factor for x in steady], steady))
+        assert found is not None and found[2] == verdict
+        ratio, low, high = (float(found[i]) for i in (1, 3, 4))
+        assert ratio == factor and low < ratio < high and high - low < 0.05
+    noisy = [60.0, 150.0, 100.0, 130.0, 80.0, 120.0, 95.0]
+    verdict = judged([x * 1.2 for x in noisy], noisy)
+    assert verdict.startswith("≤ 1.3×: 1.20× met (") and verdict.endswith(", within noise)")
+    low, high = report.ratio_interval([x * 1.2 for x in noisy], noisy)
+    assert low < 1.2 < 1.3 < high
+    assert report.ratio_interval(noisy, noisy) == report.ratio_interval(noisy, noisy)  # seeded
