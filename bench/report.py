@@ -44,6 +44,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[
     return summary
 
 
+MIN_RUNS_FOR_INTERVAL = 3   # below this a resample has too few distinct medians to mean much
+
+
 def ratio_interval(times: list[float], base_times: list[float], draws: int = 2000,
                    seed: int = 0) -> tuple[float, float]:
     """95% bootstrap interval of ``median(times) / median(base_times)``.
@@ -60,11 +63,13 @@ def ratio_interval(times: list[float], base_times: list[float], draws: int = 200
 
 def _verdict(entry: dict[str, Any], base: dict[str, Any], limit: float) -> str:
     ratio = entry["median"] / base["median"]
-    low, high = ratio_interval(entry["times"], base["times"])
     met = ratio <= limit
+    verdict = f"≤ {limit:g}×: {ratio:.2f}× {'met' if met else 'MISSED'}"
+    if min(len(entry["times"]), len(base["times"])) < MIN_RUNS_FOR_INTERVAL:
+        return verdict + " (too few runs to judge the noise)"
+    low, high = ratio_interval(entry["times"], base["times"])
     sure = high <= limit if met else low > limit
-    return (f"≤ {limit:g}×: {ratio:.2f}× {'met' if met else 'MISSED'} "
-            f"({low:.2f}–{high:.2f}{'' if sure else ', within noise'})")
+    return verdict + f" ({low:.2f}–{high:.2f}{'' if sure else ', within noise'})"
 
 
 def _ms(value: float | None) -> str:

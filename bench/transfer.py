@@ -39,7 +39,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import schema
+from . import report, schema
 from .servers import MysqlTarget, PostgresTarget
 
 ROWS = 100_000          # at scale 1: about a second and a half for the plain copy
@@ -271,7 +271,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         seconds = [r["seconds"] for r in runs if r["seconds"] is not None]
         summary[method] = {
-            "rows": runs[0]["rows"], "runs": len(seconds),
+            "rows": runs[0]["rows"], "runs": len(seconds), "seconds": seconds,
             "median": statistics.median(seconds) if seconds else None,
             "min": min(seconds) if seconds else None,
             "rate": statistics.median(runs[0]["rows"] / s for s in seconds) if seconds else None,
@@ -286,6 +286,16 @@ def share(summary: dict[str, dict[str, Any]]) -> float | None:
     if not plain or not ar or not plain["rate"] or ar["rate"] is None:
         return None
     return float(ar["rate"] / plain["rate"])
+
+
+def _noise(summary: dict[str, dict[str, Any]], ratio: float) -> str:
+    """The share's 95% bootstrap interval, and whether the runs decide the verdict."""
+    plain, ar = summary["plain"]["seconds"], summary["transfer"]["seconds"]
+    if min(len(plain), len(ar)) < report.MIN_RUNS_FOR_INTERVAL:
+        return ""
+    low, high = report.ratio_interval(plain, ar)   # same rows: the seconds' ratio is the share's
+    sure = low >= TARGET_SHARE if ratio >= TARGET_SHARE else high < TARGET_SHARE
+    return f" ({low:.1%}–{high:.1%}{'' if sure else ', within noise'})"
 
 
 def table(records: list[dict[str, Any]], render: Callable[[list[list[str]], bool], str],
@@ -313,8 +323,8 @@ def table(records: list[dict[str, Any]], render: Callable[[list[list[str]], bool
                      for i, c in enumerate(cells)])
     ratio = share(summary)
     verdict = ("no result" if ratio is None else
-               f"{ratio:.0%} of the plain copy's rate, target ≥ {TARGET_SHARE:.0%}: "
-               f"{'met' if ratio >= TARGET_SHARE else 'MISSED'}")
+               f"{ratio:.1%} of the plain copy's rate, target ≥ {TARGET_SHARE:.0%}: "
+               f"{'met' if ratio >= TARGET_SHARE else 'MISSED'}{_noise(summary, ratio)}")
     out = [f"{heading}Transfer PostgreSQL → MariaDB, batches of {BATCH:,}: median of "
            f"{reps} repetition(s)", "", render(rows, markdown), "",
            f"transfer() moves rows at {verdict}", ""]

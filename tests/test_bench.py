@@ -156,3 +156,4 @@ def test_target_verdicts_say_when_the_runs_cannot_decide() -> None:
     low, high = report.ratio_interval([x * 1.2 for x in noisy], noisy)
     assert low < 1.2 < 1.3 < high
     assert report.ratio_interval(noisy, noisy) == report.ratio_interval(noisy, noisy)  # seeded
+    assert judged([130.0], [100.0]) == "≤ 1.3×: 1.30× met (too few runs to judge the noise)"
