@@ -157,3 +157,23 @@ def test_target_verdicts_say_when_the_runs_cannot_decide() -> None:
     assert low < 1.2 < 1.3 < high
     assert report.ratio_interval(noisy, noisy) == report.ratio_interval(noisy, noisy)  # seeded
     assert judged([130.0], [100.0]) == "≤ 1.3×: 1.30× met (too few runs to judge the noise)"
+
+
+def test_transfer_verdict_gives_the_shares_interval() -> None:
+    """The transfer's share of the plain copy's rate comes with its interval, as the ratios do."""
+    from bench import report, transfer
+
+    def verdict(plain: list[float], moved: list[float]) -> str:
+        records = [{"db": transfer.DB, "impl": impl, "rows": 1000, "seconds": s,
+                    "problems": []}
+                   for impl, times in (("plain", plain), ("transfer", moved)) for s in times]
+        text = transfer.table(records, report.render_rows)
+        return next(line for line in text.splitlines() if line.startswith("transfer() moves"))
+
+    steady = [2.0, 2.02, 1.98, 2.0, 2.01]
+    found = re.search(r"at 80\.0% of the plain copy's rate, target ≥ 50%: met \((\S+)%–(\S+)%\)$",
+                      verdict(steady, [s * 1.25 for s in steady]))
+    assert found is not None and 79 < float(found[1]) <= 80 <= float(found[2]) < 81
+    noisy = [1.5, 2.5, 2.0, 1.7, 2.3]
+    assert verdict(noisy, [s * 2.04 for s in noisy]).endswith(", within noise)")
+    assert verdict(steady[:2], steady[:2]).endswith("target ≥ 50%: met")   # two runs: no interval
