@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from . import dialects
 from .loading import loader
+from .placeholders import Placeholders
 
 __all__ = ["fetch", "fetch_all", "fetch_records", "insert", "insert_many", "observed", "write"]
 
@@ -42,7 +43,7 @@ class Prepared:
 
     __slots__ = ("sql", "names", "spec", "types", "positional", "returning", "result_types",
                  "parameters", "loaders", "_result_processors", "_column_processors", "_expanding",
-                 "_rows_sql", "_row_template")
+                 "_rows_sql", "_row_template", "_compiled", "_form", "_plan")
 
     def __init__(self, compiled: Any, keys: Iterable[str] = ()) -> None:
         self.sql: str = compiled.string
@@ -72,17 +73,32 @@ class Prepared:
         # an INSERT's one-row VALUES with %s ('' when it has none), its multi-row forms
         self._row_template: str | None = None
         self._rows_sql: dict[int, str] = {}
-        # IN lists (expanding parameters) are rendered per execution, by SQLAlchemy
+        # IN lists (expanding parameters) are rendered per execution
         self._expanding = compiled if compiled.post_compile_params else None
+        # the positional form (see placeholders.py), worked out when first needed
+        self._compiled = compiled
+        self._form: Placeholders | None | bool = False
+        self._plan: tuple[tuple[str, bool, Any], ...] | None = None
+
+    def form(self) -> Placeholders | None:
+        """This statement with positional placeholders, or None where only SQLAlchemy can say."""
+        if self._form is False:
+            self._form = Placeholders.of(self._compiled)
+        return self._form  # type: ignore[return-value]
 
     def statement(self, params: dict[str, Any]) -> tuple[str, Any]:
         """The SQL and the DB-API arguments for one execution."""
         if self._expanding is None:
             return self.sql, self.parameters(params)
-        # what SQLAlchemy's execution context does with an expanding parameter
         get = params.get
         by_name = {name: get(key, default)
                    for name, (key, default, _) in zip(self.names, self.spec, strict=True)}
+        form = self.form()
+        if form is not None:
+            found = self._positional(form, by_name)
+            if found is not None:
+                return found
+        # what SQLAlchemy's execution context does with an expanding parameter
         state = self._expanding._process_parameters_for_postcompile(by_name)
         values, processors = state.parameters, state.processors
         if self.positional:
@@ -92,12 +108,61 @@ class Prepared:
         return state.statement, {
             n: processors[n](v) if n in processors else v for n, v in values.items()}
 
+    def _positional(self, form: Placeholders, by_name: dict[str, Any]) -> tuple[str, Any] | None:
+        """The SQL for these list lengths and a flat tuple of the values, converted.
+
+        None for the lists SQLAlchemy renders in its own way: empty ones, and
+        lists of tuples or lists (row values).
+        """
+        lengths = {}
+        for name in form.expanding:
+            values = by_name[name]
+            if values and isinstance(values[0], Sequence) and not isinstance(values[0], str | bytes):
+                return None
+            lengths[name] = len(values)
+        sql = form.sql_for(lengths)
+        if sql is None:
+            return None
+        if self._plan is None:
+            self._plan = self._positional_plan(form)
+        arguments: list[Any] = []
+        for name, is_list, process in self._plan:
+            value = by_name[name]
+            if is_list:
+                arguments.extend(value if process is None else process(value))
+            else:
+                arguments.append(value if process is None else process(value))
+        return sql, tuple(arguments)
+
+    def _positional_plan(self, form: Placeholders) -> tuple[tuple[str, bool, Any], ...]:
+        """(name, is a list, converter) per placeholder: SQLAlchemy's processor, per value or list."""
+        dialect = self._compiled.dialect
+        by_name = {name: (type_, process) for name, type_, (_, _, process)
+                   in zip(self.names, self.types, self.spec, strict=True)}
+        plan = []
+        for name in form.order:
+            type_, process = by_name[name]
+            is_list = name in form.expanding
+            convert = (dialects.column_processor if is_list else dialects.bind_processor)(
+                type_, dialect, process)
+            plan.append((name, is_list, convert))
+        return tuple(plan)
+
     def many(self, dialect: Any, names: Sequence[str], columns: Sequence[list[Any]],
-             count: int) -> list[Any]:
-        """The parameters of ``count`` rows given column by column, each column converted at once."""
+             count: int) -> tuple[str, list[Any]]:
+        """The SQL and the parameters of ``count`` rows given column by column, for executemany.
+
+        Each column is converted at once; the rows are tuples, also for a
+        pyformat driver when the statement has a positional form.
+        """
         converted = self._converted_columns(dialect, names, columns, count)
+        form = None if self.positional else self.form()
+        if form is not None and not form.expanding:
+            position = {name: i for i, name in enumerate(self.names)}
+            converted = [converted[position[name]] for name in form.order]
+            return form.sql, list(zip(*converted, strict=True)) if converted else [()] * count
         rows: list[Any] = list(zip(*converted, strict=True)) if converted else [()] * count
-        return rows if self.positional else _dicts(self.names, rows)
+        return self.sql, rows if self.positional else _dicts(self.names, rows)
 
     def _converted_columns(self, dialect: Any, names: Sequence[str], columns: Sequence[list[Any]],
                            count: int) -> list[list[Any]]:
@@ -419,8 +484,8 @@ def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
         rows = zip(*columns, strict=True) if columns else [()] * count
         sa_conn.execute(stmt, _dicts(names, rows))
         return
-    _run_sql(sa_conn, prepared.sql, prepared.many(dialect, names, columns, count),
-             cursor_method="executemany")
+    sql, rows = prepared.many(dialect, names, columns, count)
+    _run_sql(sa_conn, sql, rows, cursor_method="executemany")
 
 
 def _run_sql(sa_conn: sa.Connection, sql: str, arguments: Any, cursor_method: str) -> None:

@@ -12,7 +12,7 @@ reused, so a query built the same way twice costs no SQLAlchemy work.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -288,6 +288,11 @@ class Query(Generic[M]):
                 clauses.append(table.c[item[1]].is_(None))
             elif kind == "sql":
                 clauses.append(_fragment(item[1], item[2]))
+            elif kind == "after":
+                keys = [table.c[n] for n in meta.pk_names]
+                last = [sa.bindparam(p, type_=c.type) for p, c in zip(item[1], keys, strict=True)]
+                clauses.append(keys[0] > last[0] if len(keys) == 1
+                               else sa.tuple_(*keys) > sa.tuple_(*last))
             else:
                 clauses.append(item[1])
         if meta.soft_delete_column and self._scope != "all":
@@ -435,6 +440,14 @@ class Query(Generic[M]):
     def _by_pk(self, direction: str) -> Query[M]:
         return self._ordered(tuple(("name", n, direction) for n in self._meta.pk_names))
 
+    def _after(self, last: tuple[Any, ...]) -> Query[M]:
+        """The rows whose primary key comes after ``last``: keyset paging, one cached statement."""
+        new = self._copy()
+        names = _sql_params(len(self._wheres), len(last))
+        new._wheres += (("after", names),)
+        new._args += tuple(zip(names, last, strict=True))
+        return new
+
     def find(self, *pk: Any) -> M:
         """The record with this primary key within the query; raises ``RecordNotFound``."""
         pks = self._meta.require_pk("find")
@@ -459,14 +472,10 @@ class Query(Generic[M]):
         if self._select is not None and not set(pks) <= set(self._select):
             raise QueryError(f"batch() needs the primary key {pks} among the selected columns")
         base = self._by_pk("asc")
-        key = sa.tuple_(*(self._meta.table.c[n] for n in pks)) if len(pks) > 1 else None
         remaining, last = self._limit, None
         while remaining is None or remaining > 0:
             step = size if remaining is None else min(size, remaining)
-            page = base if last is None else base.where(
-                key > sa.tuple_(*last) if key is not None
-                else self._meta.table.c[pks[0]] > sa.literal(last[0], self._meta.table.c[pks[0]].type)
-            )
+            page = base if last is None else base._after(last)
             records = page.limit(step).all()
             if not records:
                 return
@@ -527,26 +536,36 @@ class Query(Generic[M]):
 
     # -- writing ------------------------------------------------------------
 
-    def _write_criteria(self, action: str) -> tuple[list[Any], dict[str, Any]]:
+    def _write_stmt(self, action: str, build: Callable[[list[Any]], Any],
+                    *shape: Any) -> Any:
+        """This query's UPDATE or DELETE from ``build(where_clauses)``, reused across equal shapes."""
         if self._limit is not None or self._offset is not None or self._order or self._joins:
             raise QueryError(
                 f"{action}() applies to every matching row; remove limit/offset/order/join"
             )
-        return self._criteria()
+        key = None if self._uncached else (action, self._wheres, self._scope, *shape)
+        cache = self._meta.query_cache     # shared with SELECTs, whose keys start with a tuple
+        stmt = cache.get(key) if key is not None else None
+        if stmt is None:
+            stmt = build(self._criteria()[0])
+            if key is not None:
+                if len(cache) >= _QUERY_CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = stmt
+        return stmt
 
     def delete(self) -> int:
         """Delete every matching row (soft-delete models mark them); returns the count."""
         meta = self._meta
         if meta.soft_delete_column and self._scope == "live":
             return self.update(**{meta.soft_delete_column: utc_now()})
-        clauses, params = self._write_criteria("delete")
-        stmt = meta.table.delete().where(*clauses)
-        return self._write(stmt, params)
+        return self.hard_delete()
 
     def hard_delete(self) -> int:
         """Delete matching rows for real, also on soft-delete models."""
-        clauses, params = self._write_criteria("delete")
-        return self._write(self._meta.table.delete().where(*clauses), params)
+        table = self._meta.table
+        stmt = self._write_stmt("delete", lambda clauses: table.delete().where(*clauses))
+        return self._write(stmt, dict(self._args))
 
     def update(self, **values: Any) -> int:
         """Set columns on every matching row; returns the count. Values are validated."""
@@ -557,17 +576,19 @@ class Query(Generic[M]):
         for name, value in values.items():
             meta.column(name)
             checked[name] = meta.validate_value(name, value) if name in meta.fields else value
-        clauses, params = self._write_criteria("update")
-        stmt = meta.table.update().where(*clauses).values(
-            {name: sa.bindparam(f"_ar_set_{name}") for name in checked}
-        )
+        names = tuple(checked)
+        stmt = self._write_stmt("update", lambda clauses: meta.table.update().where(*clauses).values(
+            {name: sa.bindparam(f"_ar_set_{name}") for name in names}), names)
+        params = dict(self._args)
         params.update({f"_ar_set_{name}": value for name, value in checked.items()})
         return self._write(stmt, params)
 
     def _write(self, stmt: Any, params: dict[str, Any]) -> int:
         conn = routing.get_connection(self._connection_name())
         with atomic(conn) as frame:
-            return int(frame.sa_conn.execute(stmt, params).rowcount)
+            if self._uncached:    # a statement of its own: SQLAlchemy's cache knows it, ours not
+                return int(frame.sa_conn.execute(stmt, params).rowcount)
+            return execution.write(frame.sa_conn, stmt, params)
 
 
 def _non_negative(what: str, value: Any) -> int:

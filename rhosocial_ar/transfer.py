@@ -160,8 +160,7 @@ def _batches(query: Query[Any], strategy: str, source_name: str, target_name: st
     while True:
         page = query._by_pk("asc").limit(size)
         if last is not None:
-            page = page.where(query._meta.table.c[pks[0]] > last[0]) if len(pks) == 1 else \
-                page.where(_after(query, pks, last))
+            page = page._after(last)
         for attempt in range(retries + 1):
             try:
                 records, count = _one_batch(page, strategy, source_name, target_name, write)
@@ -195,11 +194,6 @@ def _one_batch(page: Query[Any], strategy: str, source_name: str, target_name: s
     with two_phase(source_name, target_name):
         records = page.for_update().all()          # read inside: locked until the end
         return records, write(records) if records else 0
-
-
-def _after(query: Query[Any], pks: tuple[str, ...], last: tuple[Any, ...]) -> Any:
-    table = query._meta.table
-    return sa.tuple_(*(table.c[n] for n in pks)) > sa.tuple_(*last)
 
 
 def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], source: Any,

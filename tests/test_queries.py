@@ -3,7 +3,8 @@
 import pytest
 import sqlalchemy as sa
 
-from rhosocial_ar import QueryError, UnknownColumnError, get_connection
+from rhosocial_ar import ActiveRecord, Field, QueryError, UnknownColumnError, get_connection
+from rhosocial_ar import execution
 from tests.conftest import make_tables
 from tests.models import Doc, User
 from tests.test_records import count_statements
@@ -114,6 +115,29 @@ def test_batch_pages_by_primary_key(people):
         next(User.order_by("age").batch(5))
     with pytest.raises(QueryError):
         next(User.batch(0))
+
+
+class Seat(ActiveRecord):
+    """A composite primary key, for keyset paging on two columns."""
+
+    __table_name__ = "seats"
+    hall: str = Field(primary_key=True, max_length=10)
+    number: int = Field(primary_key=True, autoincrement=False)
+    taken: bool = False
+
+
+def test_batch_pages_by_a_composite_key_with_one_statement(db):
+    make_tables(Seat)
+    rows = [{"hall": hall, "number": n} for hall in ("b", "a", "c") for n in (3, 1, 2, 10)]
+    Seat.bulk_insert(rows)
+    before = len(execution._prepared)
+    pages = [[(s.hall, s.number) for s in page] for page in Seat.where(taken=False).batch(5)]
+    assert pages == [[("a", 1), ("a", 2), ("a", 3), ("a", 10), ("b", 1)],
+                     [("b", 2), ("b", 3), ("b", 10), ("c", 1), ("c", 2)],
+                     [("c", 3), ("c", 10)]]
+    # the first page, then one statement for every later page, whatever the last key
+    assert len(execution._prepared) - before == 2
+    assert [len(p) for p in Seat.where(hall=["a", "c"]).limit(7).batch(3)] == [3, 3, 1]
 
 
 def test_where_delete_and_update_return_counts(people):
