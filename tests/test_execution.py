@@ -116,8 +116,11 @@ def test_a_listener_added_mid_run_sees_every_later_statement(db):
     User.find_by(username="after")
     User.find(1)
     User.where(username="u1").all()
+    User.where(id=[1, 2]).all()
+    User.where(id=[3, 4]).update(age=5)
+    User.where(id=[4, 5]).delete()
     kinds = [s.split()[0].upper() for s in seen if not s.upper().startswith(("BEGIN", "COMMIT"))]
-    assert kinds == ["INSERT", "SELECT", "SELECT", "SELECT"]
+    assert kinds == ["INSERT", "SELECT", "SELECT", "SELECT", "SELECT", "UPDATE", "DELETE"]
 
 
 def test_echo_logging_sees_statements(db, caplog):
