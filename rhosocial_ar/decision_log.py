@@ -18,6 +18,7 @@ import weakref
 
 import sqlalchemy as sa
 
+from . import execution
 from .connections import Connection
 from .mixins import utc_now
 
@@ -33,6 +34,10 @@ log_table = sa.Table(
     sa.Column("decision", sa.String(8), nullable=False),
     sa.Column("decided_at", sa.DateTime, nullable=False),
 )
+
+# built once, so the fast path compiles them once per dialect (one transfer writes both per batch)
+_record = log_table.insert()
+_forget = log_table.delete().where(log_table.c.gtrid == sa.bindparam("gtrid"))
 
 # engines whose database has the table: looked for once per engine, not per transaction
 _present: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
@@ -92,9 +97,9 @@ def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> Non
     try:
         if isinstance(target, Connection):
             with target.side_engine().begin() as conn:
-                conn.execute(log_table.insert(), row)
+                execution.write(conn, _record, row)
         else:
-            target.execute(log_table.insert(), row)
+            execution.write(target, _record, row)
     except sa.exc.DBAPIError:
         # perhaps the table was dropped since ensure_table() saw it: look again next time
         _present.discard(target.engine)
@@ -112,7 +117,7 @@ def decision_of(connection: Connection, gtrid: str) -> str | None:
 def forget(connection: Connection, gtrid: str) -> None:
     """Delete a finished transaction's row (its branches are all committed)."""
     with connection.side_engine().begin() as conn:
-        conn.execute(log_table.delete().where(log_table.c.gtrid == gtrid))
+        execution.write(conn, _forget, {"gtrid": gtrid})
 
 
 def has_table(connection: Connection) -> bool:

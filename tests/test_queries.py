@@ -3,8 +3,7 @@
 import pytest
 import sqlalchemy as sa
 
-from rhosocial_ar import ActiveRecord, Field, QueryError, UnknownColumnError, get_connection
-from rhosocial_ar import execution
+from rhosocial_ar import ActiveRecord, Field, QueryError, UnknownColumnError, execution, get_connection
 from tests.conftest import make_tables
 from tests.models import Doc, User
 from tests.test_records import count_statements
