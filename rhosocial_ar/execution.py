@@ -111,13 +111,15 @@ class Prepared:
     def _positional(self, form: Placeholders, by_name: dict[str, Any]) -> tuple[str, Any] | None:
         """The SQL for these list lengths and a flat tuple of the values, converted.
 
-        None for the lists SQLAlchemy renders in its own way: empty ones, and
-        lists of tuples or lists (row values).
+        None for the lists SQLAlchemy renders in its own way: empty ones,
+        lists of tuples or lists (row values, arrays), and other collections.
         """
         lengths = {}
         for name in form.expanding:
             values = by_name[name]
-            if values and isinstance(values[0], Sequence) and not isinstance(values[0], str | bytes):
+            if type(values) not in (list, tuple) or (
+                    values and isinstance(values[0], Sequence)
+                    and not isinstance(values[0], str | bytes)):
                 return None
             lengths[name] = len(values)
         sql = form.sql_for(lengths)
