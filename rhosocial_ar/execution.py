@@ -46,11 +46,16 @@ class Prepared:
                  "_rows_sql", "_row_template", "_compiled", "_form", "_plan")
 
     def __init__(self, compiled: Any, keys: Iterable[str] = ()) -> None:
-        self.sql: str = compiled.string
-        self.positional: bool = compiled.positional
         escaped = compiled.escaped_bind_names or {}
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
-        order = compiled.positiontup if compiled.positional else list(by_name)
+        # pyformat drivers (psycopg2, PyMySQL) take %s and a tuple as well, and fill a
+        # tuple faster than a dict; with IN lists, statement() does the same per length
+        form = None if compiled.positional or compiled.post_compile_params \
+            else Placeholders.of(compiled)
+        self.sql: str = compiled.string if form is None else form.sql
+        self.positional: bool = compiled.positional or form is not None
+        order = compiled.positiontup if compiled.positional else \
+            form.order if form is not None else list(by_name)
         processors = compiled._bind_processors
         # (name in the SQL, key in the caller's params, value when absent, processor)
         self.names = tuple(escaped.get(n, n) for n in order)
@@ -77,7 +82,7 @@ class Prepared:
         self._expanding = compiled if compiled.post_compile_params else None
         # the positional form (see placeholders.py), worked out when first needed
         self._compiled = compiled
-        self._form: Placeholders | None | bool = False
+        self._form: Placeholders | None | bool = False if form is None else form
         self._plan: tuple[tuple[str, bool, Any], ...] | None = None
 
     def form(self) -> Placeholders | None:
@@ -154,15 +159,10 @@ class Prepared:
              count: int) -> tuple[str, list[Any]]:
         """The SQL and the parameters of ``count`` rows given column by column, for executemany.
 
-        Each column is converted at once; the rows are tuples, also for a
-        pyformat driver when the statement has a positional form.
+        Each column is converted at once; the rows are tuples, or dicts for
+        the few pyformat statements without a positional form.
         """
         converted = self._converted_columns(dialect, names, columns, count)
-        form = None if self.positional else self.form()
-        if form is not None and not form.expanding:
-            position = {name: i for i, name in enumerate(self.names)}
-            converted = [converted[position[name]] for name in form.order]
-            return form.sql, list(zip(*converted, strict=True)) if converted else [()] * count
         rows: list[Any] = list(zip(*converted, strict=True)) if converted else [()] * count
         return self.sql, rows if self.positional else _dicts(self.names, rows)
 
@@ -204,16 +204,12 @@ class Prepared:
 
     def _positional_row(self) -> str:
         """The ``(%s, %s, ...)`` of the VALUES, or '' when this is not such an INSERT."""
-        _, sep, template = self.sql.rpartition(" VALUES ")
-        if not sep or self.returning or self.positional:
+        head, sep, template = self.sql.rpartition(" VALUES ")
+        if not sep or self.returning or not self.positional \
+                or self._compiled.dialect.paramstyle not in ("format", "pyformat"):
             return ""
-        for name in self.names:    # each parameter once, in the order of the VALUES
-            placeholder = f"%({name})s"
-            before, _, after = template.partition(placeholder)
-            if template.count(placeholder) != 1 or "%(" in before:
-                return ""
-            template = before + "%s" + after
-        return "" if "%(" in template else template
+        # every parameter in the row: the flat values follow the placeholders' order
+        return "" if "%s" in head or "%s" not in template else template
 
     def result_processors(self, dialect: Any, cursor: Any) -> Converters:
         """(column index, processor) for the columns that need converting."""

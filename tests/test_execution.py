@@ -55,6 +55,9 @@ def workload() -> list:
         conflict_keys=["username"]))
     out.append(sorted(User.where(username=["b1", "b9"]).pluck("email")))
     out.append(User.where(username=["b0", "b2"]).delete())
+    # literal percent signs beside placeholders, one spelled like a pyformat placeholder
+    out.append(User.where("username LIKE ? AND email LIKE '%'", "b%").order_by("id").pluck("age"))
+    out.append(User.where("email <> '%(age)s' AND age >= ?", 50).pluck("username"))
     out.append(found.delete())
     out.append(User.count())
     return out
