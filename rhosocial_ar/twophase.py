@@ -142,6 +142,14 @@ class TwoPhaseTransaction(Transaction):
             return
         try:
             branch.sa_tx.rollback()
+        except sa.exc.DBAPIError as exc:
+            if self.state == "prepared":
+                raise                      # a prepared branch outlives its connection
+            # never prepared: closing the connection ends it on the server. MariaDB,
+            # for one, refuses XA END once a deadlock has rolled the branch back
+            log.debug("rollback of unprepared branch %s failed (%s); closing its connection",
+                      self.xid, exc.orig)
+            branch.sa_conn.invalidate()
         finally:
             self._discard(branch, rolled_back=True)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import pytest
 import sqlalchemy as sa
 
@@ -17,6 +20,7 @@ from rhosocial_ar import (
     recover,
     two_phase,
 )
+from rhosocial_ar.dialects import is_retryable
 from tests.conftest import make_tables
 from tests.models import Account, User
 from tests.test_records import count_statements
@@ -229,3 +233,51 @@ def test_support_is_checked_per_engine_not_per_id(db):
     del engine
     gc.collect()
     assert gone() is None and len(twophase._support) == known
+
+
+@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.parametrize("coordinated", [False, True], ids=["manual", "coordinated"])
+def test_a_deadlocked_branch_raises_the_deadlock_and_logs_nothing(db, caplog, coordinated):
+    """MariaDB refuses XA END once a deadlock rolled a branch back; the caller still
+    gets the deadlock (which transfer() retries), and no log claims work is left."""
+    other = type("OtherAccount", (Account,), {"__connection__": "secondary",
+                                              "__table_name__": "accounts"})
+    make_tables(Account, other)
+    first, second = Account.create(owner="a"), Account.create(owner="b")
+    barrier = threading.Barrier(2, timeout=30)
+    raised: list[BaseException] = []
+
+    def move(one: int, two: int) -> None:
+        try:
+            if coordinated:
+                with two_phase("default", "secondary"):
+                    Account.where(id=one).update(amount=5)
+                    other.where(id=one).count()
+                    barrier.wait()
+                    Account.where(id=two).update(amount=6)
+            else:
+                tx = Transaction(get_connection(), two_phase=True)
+                with tx:
+                    Account.where(id=one).update(amount=5)
+                    barrier.wait()
+                    Account.where(id=two).update(amount=6)
+                tx.commit()
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what came out
+            raised.append(exc)
+
+    caplog.set_level(logging.WARNING)
+    threads = [threading.Thread(target=move, args=pair)
+               for pair in ((first.id, second.id), (second.id, first.id))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(raised) == 1, raised                      # one victim, one winner
+    assert isinstance(raised[0], sa.exc.DBAPIError) and is_retryable(raised[0]), raised[0]
+    assert [r.getMessage() for r in caplog.records] == []
+    assert sorted(Account.pluck("amount")) == [5, 6]     # the winner's work, all of it
+    assert in_doubt(["default", "secondary"]) == []
+    for _ in range(3):                                   # the pool's connections all work
+        with Transaction(get_connection(), two_phase=True) as tx:
+            Account.where(id=first.id).update(amount=7)
+        tx.commit()
