@@ -98,9 +98,26 @@ def read_connection_name(model: Any, explicit: str | None = None) -> tuple[str, 
     wrote = last_write(primary)
     if wrote is not None and time.monotonic() - wrote < model.__read_your_writes__:
         return primary, None
-    if _replica_down_until.get(replica, 0.0) > time.monotonic():
+    if replica in _replica_down_until and not _probe_turn(replica):
         return primary, None
     return replica, primary
+
+
+def _probe_turn(replica: str) -> bool:
+    """Whether this read may try a replica marked down: one reader once its window ends.
+
+    The others keep reading from the primary meanwhile, rather than all
+    waiting on a replica that may still be refusing, or hanging.
+    """
+    with _replica_lock:
+        until = _replica_down_until.get(replica)
+        now = time.monotonic()
+        if until is None:             # another reader's probe found it back
+            return True
+        if until > now:
+            return False
+        _replica_down_until[replica] = now + REPLICA_RETRY_SECONDS
+        return True
 
 
 def read(model: Any, explicit: str | None,
@@ -116,7 +133,10 @@ def read(model: Any, explicit: str | None,
         return _read_once_more(name, origin, work), origin
     try:
         with reading(get_connection(name)) as sa_conn:
-            return work(sa_conn, origin), origin
+            result = work(sa_conn, origin)
+        if _replica_down_until:       # a probe that worked: the replica is back for everyone
+            _replica_down_until.pop(name, None)
+        return result, origin
     except sa.exc.DBAPIError as exc:
         # only a lost or refused connection; an error in the SQL is the caller's
         if not (exc.connection_invalidated or _is_connect_failure(exc)):

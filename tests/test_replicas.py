@@ -135,3 +135,49 @@ def test_stopped_standby_falls_back_to_the_primary(replica):
     routing._replica_down_until.clear()
     replica.catch_up()
     assert Reading.using("replica").count() == 1                    # back in use
+
+
+def test_after_the_retry_window_one_reader_probes_the_replica(replica, caplog, monkeypatch):
+    """Readers arriving together when the window ends: one tries the replica, the
+    others stay on the primary instead of each waiting on a replica that may hang."""
+    monkeypatch.setattr(routing, "REPLICA_RETRY_SECONDS", 0.5)
+    Reading.create(value="kept")
+    replica.catch_up()
+    time.sleep(Reading.__read_your_writes__)
+    readers = 6
+    start = threading.Barrier(readers, timeout=30)
+    answers: list[int] = []
+
+    def read_together() -> None:
+        start.wait()
+        answers.append(Reading.count())
+
+    def burst() -> None:
+        threads = [threading.Thread(target=read_together) for _ in range(readers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    def unreachable() -> int:
+        return sum("is unreachable" in r.getMessage() for r in caplog.records)
+
+    caplog.set_level("WARNING", logger="rhosocial_ar")
+    replica.pause()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ReplicaUnavailableWarning)
+            assert Reading.count() == 1                      # fails over, marks it down
+            assert unreachable() == 1
+            time.sleep(0.6)                                  # the window is over
+            burst()
+            assert unreachable() == 2                        # one probe, not six
+    finally:
+        replica.resume()
+    assert answers == [1] * readers
+    replica.catch_up()
+    time.sleep(0.6)
+    on_replica = reads_on("replica")
+    burst()                                                  # one probe, which succeeds
+    assert Reading.count() == 1
+    assert len(on_replica()) >= 2 and unreachable() == 2     # ... and the replica is back
