@@ -528,11 +528,15 @@ class Query(Generic[M]):
         """Values of one column (a list) or several (a list of tuples)."""
         if not names:
             raise QueryError("pluck() needs at least one column name")
-        stmt, params = self.select(*names)._select_stmt()
-        rows = self._read(lambda c, _: execution.fetch_all(c, stmt, params))[0]
+        rows = self._rows(names)
         if len(names) == 1:
             return [row[0] for row in rows]
         return [tuple(row) for row in rows]
+
+    def _rows(self, names: Sequence[str]) -> list[Sequence[Any]]:
+        """The rows of these columns, as the driver (or SQLAlchemy) gives them, converted."""
+        stmt, params = self.select(*names)._select_stmt()
+        return self._read(lambda c, _: execution.fetch_all(c, stmt, params))[0]  # type: ignore[no-any-return]
 
     # -- writing ------------------------------------------------------------
 

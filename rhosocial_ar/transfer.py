@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,24 +64,70 @@ class TransferResult:
         return self.rows / self.seconds if self.seconds else float("inf")
 
 
-def _mapper(source: Any, target: Any, spec: Mapping[str, Any] | Mapper | None) -> Mapper:
-    """Turn ``map=`` into a function from a source record to a target row."""
+class _Reader:
+    """How batches are read: records when a map function needs them, else column values.
+
+    Without a function in ``map`` only column values travel, so a page is
+    read as rows (the primary key first) and no source record is built.
+    """
+
+    def __init__(self, source: Any, target: Any, spec: Mapping[str, Any] | Mapper | None) -> None:
+        self.pks: tuple[str, ...] = source.__ar_meta__.require_pk("transfer")
+        pairs = _column_pairs(source, target, spec)
+        self.columns: tuple[str, ...] | None = None
+        if pairs is None:
+            assert spec is not None      # no map at all means the shared column names
+            self.to_row = _record_mapper(spec)
+            return
+        targets = tuple(t for t, _ in pairs)
+        self.columns = (*self.pks, *dict.fromkeys(s for _, s in pairs if s not in self.pks))
+        at = {name: i for i, name in enumerate(self.columns)}
+        positions = [at[s] for _, s in pairs]
+        if len(positions) == 1:
+            only, position = targets[0], positions[0]
+            self.to_row = lambda row: {only: row[position]}
+        else:
+            values = itemgetter(*positions)
+            self.to_row = lambda row: dict(zip(targets, values(row), strict=True))
+
+    def read(self, page: Query[Any], lock: bool) -> list[Any]:
+        page = page.for_update() if lock else page
+        return page.all() if self.columns is None else page._rows(self.columns)
+
+    def key(self, item: Any) -> tuple[Any, ...]:
+        """The primary key of a record or row read."""
+        if self.columns is None:
+            return tuple(getattr(item, n) for n in self.pks)
+        return tuple(item[:len(self.pks)])
+
+
+def _column_pairs(source: Any, target: Any, spec: Mapping[str, Any] | Mapper | None,
+                  ) -> list[tuple[str, str]] | None:
+    """(target column, source column) for a map of names only; None when a function is in it."""
     if callable(spec):
-        return spec
-    target_fields = target.__ar_meta__.names
+        return None
     if spec is None:
-        shared = [n for n in target_fields if n in source.__ar_meta__.name_set]
+        shared = [n for n in target.__ar_meta__.names if n in source.__ar_meta__.name_set]
         if not shared:
             raise ConfigurationError(
                 f"{source.__name__} and {target.__name__} share no column names; pass map="
             )
-        return lambda record: {n: getattr(record, n) for n in shared}
+        return [(n, n) for n in shared]
     for name, how in spec.items():
         target.__ar_meta__.column(name)
         if isinstance(how, str):
             source.__ar_meta__.column(how)
         elif not callable(how):
             raise ConfigurationError(f"map[{name!r}] must be a source column name or a function")
+    if all(isinstance(how, str) for how in spec.values()):
+        return list(spec.items())
+    return None
+
+
+def _record_mapper(spec: Mapping[str, Any] | Mapper) -> Mapper:
+    """A function from a source record to a target row, for a map with functions in it."""
+    if callable(spec):
+        return spec
     return lambda record: {
         name: getattr(record, how) if isinstance(how, str) else how(record)
         for name, how in spec.items()
@@ -122,8 +169,7 @@ def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapp
     keys = list(conflict_keys or target_model.__ar_meta__.require_pk("transfer"))
     for key in keys:
         target_model.__ar_meta__.column(key)
-    source_pks = source.__ar_meta__.require_pk("transfer")
-    to_row = _mapper(source, target_model, map)
+    reader = _Reader(source, target_model, map)
     source_name = routing.connection_name_for(source, query._using)
     target_name = routing.connection_name_for(target_model)
     for name in (source_name, target_name):
@@ -137,10 +183,10 @@ def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapp
                     f"{source.__name__}@{source_name} -> {target_model.__name__}@{target_name}")
     rows = batches = 0
     try:
-        for moved in _batches(query, strategy, source_name, target_name, batch_size, retries,
-                              lambda records: _write(records, target_model, to_row, keys,
-                                                     source, source_pks, delete_source,
-                                                     strategy, source_name)):
+        for moved in _batches(query, reader, strategy, source_name, target_name, batch_size,
+                              retries, lambda items: _write(items, reader, target_model, keys,
+                                                            source, delete_source, strategy,
+                                                            source_name)):
             rows += moved
             batches += 1
             if bar is not None:
@@ -152,10 +198,10 @@ def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapp
     return TransferResult(rows, batches, strategy, time.perf_counter() - started)
 
 
-def _batches(query: Query[Any], strategy: str, source_name: str, target_name: str,
-             size: int, retries: int, write: Callable[[list[Any]], int]) -> Iterator[int]:
+def _batches(query: Query[Any], reader: _Reader, strategy: str, source_name: str,
+             target_name: str, size: int, retries: int,
+             write: Callable[[list[Any]], int]) -> Iterator[int]:
     """Read each batch and write it atomically; yields the rows of each batch."""
-    pks = query._meta.pk_names
     last: tuple[Any, ...] | None = None
     while True:
         page = query._by_pk("asc").limit(size)
@@ -163,7 +209,7 @@ def _batches(query: Query[Any], strategy: str, source_name: str, target_name: st
             page = page._after(last)
         for attempt in range(retries + 1):
             try:
-                records, count = _one_batch(page, strategy, source_name, target_name, write)
+                items, count = _one_batch(page, reader, strategy, source_name, target_name, write)
                 break
             except sa.exc.DBAPIError as exc:
                 if not dialects.is_retryable(exc) or attempt == retries:
@@ -173,43 +219,43 @@ def _batches(query: Query[Any], strategy: str, source_name: str, target_name: st
                 log.info("transfer(): batch after %s hit %s, retrying", last,
                          type(exc.orig).__name__)
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
-        if not records:
+        if not items:
             return
-        last = tuple(getattr(records[-1], n) for n in pks)
+        last = reader.key(items[-1])
         yield count
-        if len(records) < size:
+        if len(items) < size:
             return
 
 
-def _one_batch(page: Query[Any], strategy: str, source_name: str, target_name: str,
-               write: Callable[[list[Any]], int]) -> tuple[list[Any], int]:
+def _one_batch(page: Query[Any], reader: _Reader, strategy: str, source_name: str,
+               target_name: str, write: Callable[[list[Any]], int]) -> tuple[list[Any], int]:
     """Read one page and write it, atomically for the strategy."""
     if strategy == "local":
         with Transaction(source_name):
-            records = page.for_update().all()
-            return records, write(records) if records else 0
+            items = reader.read(page, lock=True)
+            return items, write(items) if items else 0
     if strategy == "idempotent":
-        records = page.all()
-        return records, write(records) if records else 0
+        items = reader.read(page, lock=False)
+        return items, write(items) if items else 0
     with two_phase(source_name, target_name):
-        records = page.for_update().all()          # read inside: locked until the end
-        return records, write(records) if records else 0
+        items = reader.read(page, lock=True)          # read inside: locked until the end
+        return items, write(items) if items else 0
 
 
-def _write(records: list[Any], target: Any, to_row: Mapper, keys: list[str], source: Any,
-           source_pks: tuple[str, ...], delete_source: bool, strategy: str,
-           source_name: str) -> int:
+def _write(items: list[Any], reader: _Reader, target: Any, keys: list[str], source: Any,
+           delete_source: bool, strategy: str, source_name: str) -> int:
     """Upsert one batch into the target and, when moving, delete it from the source."""
-    rows = [to_row(r) for r in records]
+    to_row = reader.to_row
+    rows = [to_row(item) for item in items]
     bulk.upsert_many(target, rows, keys, max(1, len(rows)), None)
     if strategy == "idempotent":
         crash_point("between_sides")
     if delete_source:
         doomed = source.using(source_name).with_deleted()
-        if len(source_pks) == 1:
-            doomed.where(**{source_pks[0]: [getattr(r, source_pks[0]) for r in records]}) \
-                .hard_delete()
+        pks = reader.pks
+        if len(pks) == 1:
+            doomed.where(**{pks[0]: [reader.key(item)[0] for item in items]}).hard_delete()
         else:
-            for record in records:
-                doomed.where(**{n: getattr(record, n) for n in source_pks}).hard_delete()
-    return len(records)
+            for item in items:
+                doomed.where(**dict(zip(pks, reader.key(item), strict=True))).hard_delete()
+    return len(items)
