@@ -48,6 +48,8 @@ def workload() -> list:
     out.append(User.where(users.c.id.in_(ids[1:])).order_by("id").pluck("id"))
     pairs = sa.tuple_(users.c.id, users.c.age).in_([(ids[0], 7), (ids[2], 7)])
     out.append(User.where(pairs).pluck("id"))
+    twice = sa.bindparam("twice", 7, type_=sa.Integer)     # one parameter in two places
+    out.append(User.where(sa.or_(users.c.age == twice, users.c.id == twice + 1)).pluck("id"))
     # many rows at once: executemany, upserts, and writes by list
     out.append(User.bulk_insert([{"username": f"b{i}", "email": "b", "age": i} for i in range(3)]))
     out.append(User.bulk_insert_or_update(
