@@ -113,6 +113,9 @@ def _column_pairs(source: Any, target: Any, spec: Mapping[str, Any] | Mapper | N
                 f"{source.__name__} and {target.__name__} share no column names; pass map="
             )
         return [(n, n) for n in shared]
+    if not spec:
+        raise ConfigurationError("map= is empty; give each target column a source column or "
+                                 "a function, or leave map out to copy the shared columns")
     for name, how in spec.items():
         target.__ar_meta__.column(name)
         if isinstance(how, str):

@@ -122,4 +122,6 @@ def test_bad_maps_are_refused_before_anything_moves(ledger):
         transfer(Ledger.query(), Archive, map={"name": 3}, progress=False)
     with pytest.raises(ConfigurationError):
         transfer(Ledger.query(), Seat, progress=False)           # no column in common
+    with pytest.raises(ConfigurationError, match="empty"):
+        transfer(Ledger.query(), Archive, map={}, progress=False)
     assert Ledger.count() == 11 and Archive.count() == 0
