@@ -50,12 +50,14 @@ class Prepared:
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
         # pyformat drivers (psycopg2, PyMySQL) take %s and a tuple as well, and fill a
         # tuple faster than a dict; with IN lists, statement() does the same per length
-        form = None if compiled.positional or compiled.post_compile_params \
-            else Placeholders.of(compiled)
-        self.sql: str = compiled.string if form is None else form.sql
-        self.positional: bool = compiled.positional or form is not None
-        order = compiled.positiontup if compiled.positional else \
-            form.order if form is not None else list(by_name)
+        form = Placeholders.of(compiled) \
+            if compiled.post_compile_params or not compiled.positional else None
+        order: Sequence[str]
+        if form is not None and not form.expanding:
+            self.sql, self.positional, order = form.sql, True, form.order
+        else:
+            self.sql, self.positional = compiled.string, compiled.positional
+            order = compiled.positiontup if compiled.positional else list(by_name)
         processors = compiled._bind_processors
         # (name in the SQL, key in the caller's params, value when absent, processor)
         self.names = tuple(escaped.get(n, n) for n in order)
@@ -80,16 +82,10 @@ class Prepared:
         self._rows_sql: dict[int, str] = {}
         # IN lists (expanding parameters) are rendered per execution
         self._expanding = compiled if compiled.post_compile_params else None
-        # the positional form (see placeholders.py), worked out when first needed
+        # the positional form with its lists (see placeholders.py), and how to fill it
         self._compiled = compiled
-        self._form: Placeholders | None | bool = False if form is None else form
+        self._form = form
         self._plan: tuple[tuple[str, bool, Any], ...] | None = None
-
-    def form(self) -> Placeholders | None:
-        """This statement with positional placeholders, or None where only SQLAlchemy can say."""
-        if self._form is False:
-            self._form = Placeholders.of(self._compiled)
-        return self._form  # type: ignore[return-value]
 
     def statement(self, params: dict[str, Any]) -> tuple[str, Any]:
         """The SQL and the DB-API arguments for one execution."""
@@ -98,7 +94,7 @@ class Prepared:
         get = params.get
         by_name = {name: get(key, default)
                    for name, (key, default, _) in zip(self.names, self.spec, strict=True)}
-        form = self.form()
+        form = self._form
         if form is not None:
             found = self._positional(form, by_name)
             if found is not None:
