@@ -22,6 +22,7 @@ __all__ = ["Placeholders"]
 
 _PYFORMAT = re.compile(r"%\(([^)]*)\)s")
 _POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_([^\]]+)\]")
+_EITHER = re.compile(f"{_PYFORMAT.pattern}|{_POSTCOMPILE.pattern}")
 _MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _CACHE_LIMIT = 16      # SQL strings per statement: the list lengths seen lately
 
@@ -105,7 +106,4 @@ def _rendered_apart(bind: Any, dialect: Any) -> bool:
 
 def _placeholder_names(sql: str) -> list[str]:
     """The parameter names of pyformat ``sql``, in order, lists (``__[POSTCOMPILE_x]``) included."""
-    found = []
-    for match in re.finditer(f"{_PYFORMAT.pattern}|{_POSTCOMPILE.pattern}", sql):
-        found.append(match.group(1) if match.group(1) is not None else match.group(2))
-    return found
+    return [pyformat or listed for pyformat, listed in _EITHER.findall(sql)]

@@ -316,19 +316,10 @@ class Query(Generic[M]):
     def _select_stmt(self) -> tuple[sa.Select[Any], dict[str, Any]]:
         """The SELECT for this query and its parameters, reusing a cached statement."""
         limit, offset = self._limit, self._offset
-        stmt = shape = None
-        cache = self.model.__ar_meta__.query_cache
-        if not self._uncached:
-            # the parameter names are part of the conditions: equal shapes, equal statements
-            shape = (self._select, self._wheres, self._order, limit is None, offset is None,
-                     self._scope, self._joins, self._lock)
-            stmt = cache.get(shape)
-        if stmt is None:
-            stmt = self._build_select()
-            if shape is not None:
-                if len(cache) >= _QUERY_CACHE_LIMIT:
-                    cache.clear()
-                cache[shape] = stmt
+        # the parameter names are part of the conditions: equal shapes, equal statements
+        stmt = self._cached((self._select, self._wheres, self._order, limit is None,
+                             offset is None, self._scope, self._joins, self._lock),
+                            self._build_select)
         params = dict(self._args)
         if limit is not None:
             params["_ar_limit"] = limit
@@ -547,15 +538,24 @@ class Query(Generic[M]):
             raise QueryError(
                 f"{action}() applies to every matching row; remove limit/offset/order/join"
             )
-        key = None if self._uncached else (action, self._wheres, self._scope, *shape)
-        cache = self._meta.query_cache     # shared with SELECTs, whose keys start with a tuple
-        stmt = cache.get(key) if key is not None else None
+        # SELECT keys start with a tuple or None, so the two kinds never meet
+        return self._cached((action, self._wheres, self._scope, *shape),
+                            lambda: build(self._criteria()[0]))
+
+    def _cached(self, shape: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """The model's statement for this query shape, built on first use.
+
+        Queries with SQLAlchemy expressions build theirs every time: an
+        expression compares by identity, so it could only fill the cache.
+        """
+        if self._uncached:
+            return build()
+        cache = self._meta.query_cache
+        stmt = cache.get(shape)
         if stmt is None:
-            stmt = build(self._criteria()[0])
-            if key is not None:
-                if len(cache) >= _QUERY_CACHE_LIMIT:
-                    cache.clear()
-                cache[key] = stmt
+            if len(cache) >= _QUERY_CACHE_LIMIT:
+                cache.clear()
+            stmt = cache[shape] = build()
         return stmt
 
     def delete(self) -> int:
