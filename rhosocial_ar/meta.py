@@ -67,6 +67,9 @@ class ModelMeta:
         ))
         self.update_bookkeeping = tuple(
             n for n in (self.updated_column, self.lock_column) if n)
+        # what a rollback puts back on the usual new record (no origin, every bookkeeping
+        # column None): one shared tuple, so an INSERT keeps nothing of its own for it
+        self.unsaved_state = (None, None, self.bookkeeping, dict.fromkeys(self.bookkeeping))
         # every field is a column: a record's values dict holds nothing else
         self.fields_are_columns = set(fields) == set(self.names)
         self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}

@@ -421,11 +421,14 @@ class ActiveRecord(BaseModel):
                 return self._insert()
         frame.wrote = True
         values = self.__dict__
-        kept = {}   # _ar_state(), inline: what a rollback puts back
+        state = meta.unsaved_state if self._ar_origin is None else None
         for name in meta.bookkeeping:
-            if name in values:
-                kept[name] = values[name]
-        frame.enlist(self, (None, self._ar_origin, meta.bookkeeping, kept))
+            if values.get(name, _MISSING) is not None:
+                state = None
+        if state is None:   # _ar_state(), inline: what a rollback puts back
+            state = (None, self._ar_origin, meta.bookkeeping,
+                     {n: values[n] for n in meta.bookkeeping if n in values})
+        frame.records.append((self, state))   # frame.enlist(), inline
         if meta.created_column or meta.updated_column or meta.lock_column:
             self._ar_stamp_new(meta)
         inserted = execution.insert(frame.sa_conn, meta.insert_stmt, values,

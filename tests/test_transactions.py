@@ -1,6 +1,7 @@
 """Local transactions: blocks, savepoints, isolation, context separation."""
 
 import asyncio
+import datetime
 import threading
 
 import pytest
@@ -20,6 +21,30 @@ def test_commit_and_rollback(db):
             User.create(username="b", email="b")
             raise KeyError("boom")
     assert User.pluck("username") == ["a"]
+
+
+def test_a_rolled_back_insert_leaves_each_record_as_it_was_built(db):
+    make_tables(User, Account)
+    stamped = datetime.datetime(2020, 1, 2, 3, 4, 5)
+    plain = User(username="plain", email="p")                       # every bookkeeping column None
+    keyed = User(id=500, username="keyed", email="k")               # a key of its own
+    dated = User(username="dated", email="d", created_at=stamped)   # a stamp of its own
+    locked = Account(owner="o")                                     # version set by the INSERT
+    with pytest.raises(RuntimeError):
+        with User.transaction():
+            for record in (plain, keyed, dated, locked):
+                record.save()
+            assert plain.id is not None and plain.created_at is not None
+            assert locked.version == 0
+            raise RuntimeError
+    assert all(r.is_new_record for r in (plain, keyed, dated, locked))
+    assert (plain.id, plain.created_at, plain.updated_at) == (None, None, None)
+    assert (keyed.id, keyed.created_at) == (500, None)
+    assert (dated.id, dated.created_at, dated.updated_at) == (None, stamped, None)
+    assert (locked.id, locked.version) == (None, None)
+    assert User.count() == 0 and Account.count() == 0
+    plain.save()                                                    # and they save again as new
+    assert User.pluck("username") == ["plain"] and plain.created_at is not None
 
 
 def test_every_model_on_the_connection_joins_the_block(db):
