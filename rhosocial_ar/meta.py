@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from operator import itemgetter
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,7 +70,8 @@ class ModelMeta:
             n for n in (self.updated_column, self.lock_column) if n)
         # what a rollback puts back on the usual new record (no origin, every bookkeeping
         # column None): one shared tuple, so an INSERT keeps nothing of its own for it
-        self.unsaved_state = (None, None, self.bookkeeping, dict.fromkeys(self.bookkeeping))
+        self.unsaved_state = (None, None, self.bookkeeping,
+                              MappingProxyType(dict.fromkeys(self.bookkeeping)))
         # every field is a column: a record's values dict holds nothing else
         self.fields_are_columns = set(fields) == set(self.names)
         self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}

@@ -425,9 +425,9 @@ class ActiveRecord(BaseModel):
         for name in meta.bookkeeping:
             if values.get(name, _MISSING) is not None:
                 state = None
-        if state is None:   # _ar_state(), inline: what a rollback puts back
-            state = (None, self._ar_origin, meta.bookkeeping,
-                     {n: values[n] for n in meta.bookkeeping if n in values})
+                break
+        if state is None:   # what a rollback puts back
+            state = self._ar_state()
         frame.records.append((self, state))   # frame.enlist(), inline
         if meta.created_column or meta.updated_column or meta.lock_column:
             self._ar_stamp_new(meta)
