@@ -5,17 +5,28 @@
 
 Rows of the library's own SELECTs are trusted: they are not validated again.
 Per row, the generated function unpacks the tuple, applies SQLAlchemy's
-result processors where a column needs one, and fills pydantic's slots and
-the record's state slots directly; written out for the exact columns, it
-costs a fraction of a loop over names and of ``model_construct``. Records
-keep their column values dict as their snapshot: pydantic replaces
-``__dict__`` on every validated assignment, so the snapshot stays as loaded.
+result processors where a column needs one, and fills the record's values
+and slots directly; written out for the exact columns, it costs a fraction
+of a loop over names and of ``model_construct``. Records keep their column
+values dict as their snapshot: pydantic replaces ``__dict__`` on every
+validated assignment, so the snapshot stays as loaded.
+
+A record is filled as an instance of a twin of its model: a subclass that
+adds nothing but Python's own ``__setattr__``. Pydantic's ``__setattr__``
+(a Python method) keeps CPython from specialising attribute stores on the
+model, so each value and slot would otherwise cost a call; on the twin
+every store is a plain one. The filled record then becomes an instance of
+the model itself (``__class__`` assignment, which CPython allows between
+classes of one layout). Where that is refused, or the twin would be seen
+(a model's own ``__init_subclass__``, a field behind a data descriptor),
+the values dict and the slots are filled through their descriptors.
 """
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Generic
 
 from pydantic import BaseModel
 
@@ -54,38 +65,92 @@ def loader(model: Any, names: Sequence[str],
 
 def _generate(model: Any, names: tuple[str, ...],
               converters: dict[int, Callable[[Any], Any]]) -> Loader:
-    # names are field names (identifiers), but go in as literals all the same
     columns = [f"c{i}" for i in range(len(names))]
-    # values go into the dict pydantic's __dict__ slot creates: it shares its keys
-    # with every record of the class (a third smaller than a dict of its own)
-    fill = "".join(
-        f"\n        values[{name!r}] = {f'p{i}({column})' if i in converters else column}"
-        for i, (name, column) in enumerate(zip(names, columns, strict=True))
-    )
+    values = [f"p{i}({column})" if i in converters else column for i, column in enumerate(columns)]
     complete = set(names) >= model.model_fields.keys()
     fields_set = "fields_set" if complete else "set(fields_set)"   # pydantic adds to it
     snapshot = "values" if shares_snapshot(model) else "dict(values)"
-    unpack = f"({', '.join(columns)},)"
+    twin = _twin(model, names)
+    if twin is not None:
+        # names are field names (identifiers), checked by _twin
+        body = "".join(f"\n        record.{name} = {value}" for name, value in zip(
+            names, values, strict=True)) + f"""
+        record.__pydantic_fields_set__ = {fields_set}
+        values = record.__dict__
+        record._ar_saved = {snapshot}
+        record._ar_origin = origin
+        record._ar_relations = None
+        record.__class__ = model"""
+        first = "record = new(twin)"
+    else:
+        # names go in as literals; the dict pydantic's __dict__ slot creates shares
+        # its keys with every record of the class (a third smaller than its own)
+        body = "\n        values = get_dict(record)" + "".join(
+            f"\n        values[{name!r}] = {value}"
+            for name, value in zip(names, values, strict=True)) + f"""
+        set_fields_set(record, {fields_set})
+        set_saved(record, {snapshot})
+        set_origin(record, origin)
+        set_relations(record, None)"""
+        first = "record = new(model)"
     source = f"""
 def load(rows, origin):
     records = []
     append = records.append
-    for {unpack} in rows:
-        record = new(model)
-        values = get_dict(record){fill}
-        set_fields_set(record, {fields_set})
-        set_saved(record, {snapshot})
-        set_origin(record, origin)
-        set_relations(record, None)
+    for ({', '.join(columns)},) in rows:
+        {first}{body}
         append(record)
     return records
 """
     namespace: dict[str, Any] = {
-        "model": model, "new": object.__new__, "fields_set": frozenset(names) if not complete
-        else set(names),
+        "model": model, "twin": twin, "new": object.__new__,
+        "fields_set": set(names) if complete else frozenset(names),
         "get_dict": _get_dict, "set_fields_set": _set_fields_set,
         **{f"set_{slot[4:]}": getattr(model, slot).__set__ for slot in STATE_SLOTS},
         **{f"p{i}": process for i, process in converters.items()},
     }
     exec(compile(source, f"<rhosocial_ar loader {model.__name__}>", "exec"), namespace)  # noqa: S102
     return namespace["load"]  # type: ignore[no-any-return]
+
+
+_TWIN = object()     # the key of a model's twin among its loaders
+# classes whose __init_subclass__ does nothing a twin could disturb
+_QUIET_BASES = (object, BaseModel, Generic)
+
+
+def _twin(model: Any, names: tuple[str, ...]) -> type | None:
+    """``model``'s twin for filling records of ``names`` (see the module's docstring), or None."""
+    cache = model.__ar_meta__.loaders
+    if _TWIN not in cache:
+        cache[_TWIN] = _make_twin(model)
+    twin: type | None = cache[_TWIN]
+    if twin is None or not all(name.isidentifier() and not keyword.iskeyword(name)
+                               and not _intercepted(twin, name) for name in names):
+        return None
+    return twin
+
+
+def _make_twin(model: Any) -> type | None:
+    # a model's own __init_subclass__ would be told of the twin: leave it alone
+    if any("__init_subclass__" in vars(klass) for klass in model.__mro__
+           if klass not in _QUIET_BASES):
+        return None
+    # type.__new__ of the model's metaclass itself: pydantic's __new__ would build a model
+    twin: type = type.__new__(type(model), f"{model.__name__}Loading", (model,), {
+        "__module__": model.__module__, "__qualname__": f"{model.__qualname__}Loading",
+        "__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__,
+    })
+    probe: Any = object.__new__(twin)
+    try:
+        probe.__class__ = model
+    except TypeError:      # an interpreter that does not allow it for these classes
+        return None
+    return twin
+
+
+def _intercepted(twin: type, name: str) -> bool:
+    """Whether storing ``name`` on a twin would run a data descriptor, not fill the value."""
+    for klass in twin.__mro__:
+        if name in vars(klass):
+            return hasattr(type(vars(klass)[name]), "__set__")
+    return False

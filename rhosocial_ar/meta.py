@@ -78,7 +78,7 @@ class ModelMeta:
         self._defaulted_order = tuple(n for n in self.names if n in self.defaulted_by_database)
         self.query_cache: dict[Any, Any] = {}     # Query's statements, per shape
         self.order_keys: dict[str, Any] = {}       # Query's parsed order_by() strings
-        self.loaders: dict[Any, Any] = {}          # loading.loader's, per column list
+        self.loaders: dict[Any, Any] = {}          # loading.py: loaders per column list, the twin
         self.shares_snapshot = shares_snapshot(model)
         # the hooks this model overrides; the others are not even called
         self.hooks = frozenset(
