@@ -6,8 +6,10 @@
 Rows of the library's own SELECTs are trusted: they are not validated again.
 Per row, the generated function unpacks the tuple, applies SQLAlchemy's
 result processors where a column needs one, and fills the record's values
-and slots directly; written out for the exact columns, it costs a fraction
-of a loop over names and of ``model_construct``. Records keep their column
+and slots directly (pydantic's own as its constructors leave them: no
+extra values, private attributes at their defaults); written out for the
+exact columns, it costs a fraction of a loop over names and of
+``model_construct``. Records keep their column
 values dict as their snapshot: pydantic replaces ``__dict__`` on every
 validated assignment, so the snapshot stays as loaded.
 
@@ -29,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic
 
 from pydantic import BaseModel
+from pydantic._internal._model_construction import init_private_attributes
 
 __all__ = ["STATE_SLOTS", "loader", "shares_snapshot"]
 
@@ -70,17 +73,21 @@ def _generate(model: Any, names: tuple[str, ...],
     complete = set(names) >= model.model_fields.keys()
     fields_set = "fields_set" if complete else "set(fields_set)"   # pydantic adds to it
     snapshot = "values" if shares_snapshot(model) else "dict(values)"
+    # private attributes start at their defaults, as pydantic's constructors leave them
+    private = "\n        init_private(record, None)" if model.__private_attributes__ else ""
     twin = _twin(model, names)
     if twin is not None:
         # names are field names (identifiers), checked by _twin
         body = "".join(f"\n        record.{name} = {value}" for name, value in zip(
             names, values, strict=True)) + f"""
         record.__pydantic_fields_set__ = {fields_set}
+        record.__pydantic_extra__ = None
+        record.__pydantic_private__ = None
         values = record.__dict__
         record._ar_saved = {snapshot}
         record._ar_origin = origin
         record._ar_relations = None
-        record.__class__ = model"""
+        record.__class__ = model""" + private
         first = "record = twin()"
     else:
         # names go in as literals; the dict pydantic's __dict__ slot creates shares
@@ -91,7 +98,7 @@ def _generate(model: Any, names: tuple[str, ...],
         set_fields_set(record, {fields_set})
         set_saved(record, {snapshot})
         set_origin(record, origin)
-        set_relations(record, None)"""
+        set_relations(record, None)""" + private
         first = "record = new(model)"
     source = f"""
 def load(rows, origin):
@@ -106,6 +113,7 @@ def load(rows, origin):
         "model": model, "twin": twin, "new": object.__new__,
         "fields_set": set(names) if complete else frozenset(names),
         "get_dict": _get_dict, "set_fields_set": _set_fields_set,
+        "init_private": init_private_attributes,
         **{f"set_{slot[4:]}": getattr(model, slot).__set__ for slot in STATE_SLOTS},
         **{f"p{i}": process for i, process in converters.items()},
     }

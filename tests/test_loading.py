@@ -7,7 +7,7 @@ import decimal
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 from rhosocial_ar import ActiveRecord, IntegerPKMixin, execution, loading
 from tests.conftest import make_tables
@@ -21,6 +21,16 @@ class Loose(IntegerPKMixin, ActiveRecord):
     __table_name__ = "loose"
     id: int | None = None
     name: str
+
+
+class Ticket(IntegerPKMixin, ActiveRecord):
+    """Private attributes: pydantic's constructors give each record their defaults."""
+
+    __table_name__ = "tickets"
+    id: int | None = None
+    name: str
+    _token: str = PrivateAttr(default="unset")
+    _seen: list[str] = PrivateAttr(default_factory=list)
 
 
 class Announced(IntegerPKMixin, ActiveRecord):
@@ -115,3 +125,16 @@ def test_a_model_with_its_own_init_subclass_is_filled_without_a_twin(db):
     assert Herald.__ar_meta__.loaders[loading._TWIN] is None
     assert Announced.born == born == [Herald]
     assert Herald.__subclasses__() == []
+
+
+def test_loaded_records_have_their_private_attributes_defaults(db, monkeypatch):
+    make_tables(Ticket)
+    made = [Ticket.create(name=f"t{i}") for i in range(2)]
+    with_twin, without = load_both_ways(monkeypatch, lambda: Ticket.order_by("id").all(), Ticket)
+    for loaded in (with_twin, without):
+        assert [r.__pydantic_private__ for r in loaded] == [m.__pydantic_private__ for m in made]
+        assert [r._token for r in loaded] == ["unset", "unset"]
+        loaded[0]._seen.append("a")          # a default_factory's value is each record's own
+        assert (loaded[0]._seen, loaded[1]._seen) == (["a"], [])
+        loaded[1]._token = "kept"            # not a column: nothing to save
+        assert loaded[1].changed_columns() == {}
