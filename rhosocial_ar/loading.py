@@ -72,7 +72,8 @@ def _generate(model: Any, names: tuple[str, ...],
     values = [f"p{i}({column})" if i in converters else column for i, column in enumerate(columns)]
     complete = set(names) >= model.model_fields.keys()
     fields_set = "fields_set" if complete else "set(fields_set)"   # pydantic adds to it
-    snapshot = "values" if shares_snapshot(model) else "dict(values)"
+    # the snapshot: the values dict itself, or a copy (see shares_snapshot)
+    snapshot = "{}" if shares_snapshot(model) else "dict({})"
     # private attributes start at their defaults, as pydantic's constructors leave them
     private = "\n        init_private(record, None)" if model.__private_attributes__ else ""
     twin = _twin(model, names)
@@ -83,8 +84,7 @@ def _generate(model: Any, names: tuple[str, ...],
         record.__pydantic_fields_set__ = {fields_set}
         record.__pydantic_extra__ = None
         record.__pydantic_private__ = None
-        values = record.__dict__
-        record._ar_saved = {snapshot}
+        record._ar_saved = {snapshot.format("record.__dict__")}
         record._ar_origin = origin
         record._ar_relations = None
         record.__class__ = model""" + private
@@ -96,7 +96,7 @@ def _generate(model: Any, names: tuple[str, ...],
             f"\n        values[{name!r}] = {value}"
             for name, value in zip(names, values, strict=True)) + f"""
         set_fields_set(record, {fields_set})
-        set_saved(record, {snapshot})
+        set_saved(record, {snapshot.format("values")})
         set_origin(record, origin)
         set_relations(record, None)""" + private
         first = "record = new(model)"

@@ -266,7 +266,8 @@ class ActiveRecord(BaseModel):
             raise QueryError(f"find() takes {len(pks)} primary key value(s): {', '.join(pks)}")
         if meta.soft_delete_column:
             return Query(cls).find(*pk)
-        params = {pk_param(i): value for i, value in enumerate(pk)}
+        params = {_PK_0: pk[0]} if len(pk) == 1 else {
+            pk_param(i): value for i, value in enumerate(pk)}
         stmt = meta.find_stmt
         names = meta.names
 
