@@ -9,9 +9,9 @@ result processors where a column needs one, and fills the record's values
 and slots directly (pydantic's own as its constructors leave them: no
 extra values, private attributes at their defaults); written out for the
 exact columns, it costs a fraction of a loop over names and of
-``model_construct``. Records keep their column
-values dict as their snapshot: pydantic replaces ``__dict__`` on every
-validated assignment, so the snapshot stays as loaded.
+``model_construct``. Records keep their column values dict as their
+snapshot: pydantic replaces ``__dict__`` on every validated assignment, so
+the snapshot stays as loaded.
 
 A record is filled as an instance of a twin of its model: a subclass that
 adds nothing but Python's own ``__setattr__``. Pydantic's ``__setattr__``
