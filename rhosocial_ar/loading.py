@@ -73,7 +73,7 @@ def _generate(model: Any, names: tuple[str, ...],
     complete = set(names) >= model.model_fields.keys()
     fields_set = "fields_set" if complete else "set(fields_set)"   # pydantic adds to it
     # the snapshot: the values dict itself, or a copy (see shares_snapshot)
-    snapshot = "{}" if shares_snapshot(model) else "dict({})"
+    snapshot = "{}" if model.__ar_meta__.shares_snapshot else "dict({})"
     # private attributes start at their defaults, as pydantic's constructors leave them
     private = "\n        init_private(record, None)" if model.__private_attributes__ else ""
     twin = _twin(model, names)
