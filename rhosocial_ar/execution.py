@@ -336,8 +336,8 @@ def _forget_cursor(sa_conn: sa.Connection) -> None:
 
 
 def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
-         consume: Callable[[Any], Any] | None = None) -> Any:
-    """Run a statement on the cursor; returns ``consume(cursor)``, or the cursor itself."""
+         consume: Callable[..., Any] | None = None, *args: Any) -> Any:
+    """Run a statement on the cursor; returns ``consume(cursor, *args)``, or the cursor itself."""
     if prepared._expanding is None:
         sql, arguments = prepared.sql, prepared.parameters(params)
     else:
@@ -346,7 +346,7 @@ def _run(sa_conn: sa.Connection, prepared: Prepared, params: dict[str, Any],
     try:   # consuming is inside: drivers may fail while rows are fetched
         cursor = _cursor(sa_conn)
         cursor.execute(sql, arguments)
-        return cursor if consume is None else consume(cursor)
+        return cursor if consume is None else consume(cursor, *args)
     except Exception as exc:
         _failed(sa_conn, exc, sql, arguments, cursor)
 
@@ -377,22 +377,27 @@ def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
         cursor, prepared.result_processors(dialect, cursor)))
 
 
-def fetch_records(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any], model: Any,
-                  names: Sequence[str], origin: str | None) -> list[Any]:
-    """Records of ``model`` from a SELECT of its columns ``names``, in that order."""
+def fetch_records(sa_conn: sa.Connection, origin: str | None, stmt: Any, params: dict[str, Any],
+                  model: Any, names: Sequence[str]) -> list[Any]:
+    """Records of ``model`` from a SELECT of its columns ``names``, in that order.
+
+    The arguments follow ``routing.read``'s ``work(sa_conn, origin, *args)``.
+    """
     prepared = _fast(sa_conn, stmt, tuple(params))
     if prepared is None:
         return loader(model, names)(sa_conn.execute(stmt, params), origin)
+    return _run(sa_conn, prepared, params, _load,  # type: ignore[no-any-return]
+                prepared, sa_conn.dialect, model, names, origin)
 
-    def load(cursor: Any) -> list[Any]:
-        # the statement fixes the converters, so its loader is looked up once
-        build = prepared.loaders.get((model, names))
-        if build is None:
-            build = prepared.loaders[model, names] = loader(
-                model, names, prepared.result_processors(sa_conn.dialect, cursor))
-        return build(cursor, origin)  # type: ignore[no-any-return]
 
-    return _run(sa_conn, prepared, params, load)  # type: ignore[no-any-return]
+def _load(cursor: Any, prepared: Prepared, dialect: Any, model: Any, names: Sequence[str],
+          origin: str | None) -> list[Any]:
+    # the statement fixes the converters, so its loader is looked up once
+    build = prepared.loaders.get((model, names))
+    if build is None:
+        build = prepared.loaders[model, names] = loader(
+            model, names, prepared.result_processors(dialect, cursor))
+    return build(cursor, origin)  # type: ignore[no-any-return]
 
 
 def _converted(rows: Iterable[Sequence[Any]], converters: Converters) -> list[Sequence[Any]]:

@@ -78,9 +78,12 @@ def _generate(model: Any, names: tuple[str, ...],
     private = "\n        init_private(record, None)" if model.__private_attributes__ else ""
     twin = _twin(model, names)
     if twin is not None:
-        # names are field names (identifiers), checked by _twin
-        body = "".join(f"\n        record.{name} = {value}" for name, value in zip(
-            names, values, strict=True)) + f"""
+        # names are field names (identifiers), checked by _twin. Without converters the
+        # row unpacks straight into the record; with them, each value is stored in turn:
+        # the order of the stores is the order of __dict__, which dumps and reprs follow
+        body = (f"\n        {', '.join(f'record.{name}' for name in names)}, = row"
+                if not converters else "".join(f"\n        record.{name} = {value}" for name, value
+                                               in zip(names, values, strict=True))) + f"""
         record.__pydantic_fields_set__ = {fields_set}
         record.__pydantic_extra__ = None
         record.__pydantic_private__ = None
@@ -100,11 +103,12 @@ def _generate(model: Any, names: tuple[str, ...],
         set_origin(record, origin)
         set_relations(record, None)""" + private
         first = "record = new(model)"
+    row = "row" if twin is not None and not converters else f"({', '.join(columns)},)"
     source = f"""
 def load(rows, origin):
     records = []
     append = records.append
-    for ({', '.join(columns)},) in rows:
+    for {row} in rows:
         {first}{body}
         append(record)
     return records

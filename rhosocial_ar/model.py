@@ -268,13 +268,8 @@ class ActiveRecord(BaseModel):
             return Query(cls).find(*pk)
         params = {_PK_0: pk[0]} if len(pk) == 1 else {
             pk_param(i): value for i, value in enumerate(pk)}
-        stmt = meta.find_stmt
-        names = meta.names
-
-        def load(sa_conn: Any, origin: str) -> list[T]:
-            return execution.fetch_records(sa_conn, stmt, params, cls, names, origin)
-
-        found = routing.read(cls, None, load)[0]
+        found: list[T] = routing.read(cls, None, execution.fetch_records, meta.find_stmt, params, cls,
+                                      meta.names)[0]
         if not found:
             key = ", ".join(f"{n}={v!r}" for n, v in zip(pks, pk, strict=True))
             raise RecordNotFound(f"{cls.__name__} with {key} not found")

@@ -78,11 +78,12 @@ class Query(Generic[M]):
     given as SQLAlchemy expressions make the query ``_uncached``.
     """
 
-    __slots__ = ("model", "_using", "_wheres", "_args", "_order", "_limit", "_offset", "_select",
+    __slots__ = ("model", "_meta", "_using", "_wheres", "_args", "_order", "_limit", "_offset", "_select",
                  "_scope", "_with", "_joins", "_lock", "_uncached")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
+        self._meta: ModelMeta = model.__ar_meta__   # read at every step: kept, not looked up
         self._using: str | None = None
         self._wheres: tuple[tuple[Any, ...], ...] = ()
         self._args: tuple[tuple[str, Any], ...] = ()
@@ -96,14 +97,11 @@ class Query(Generic[M]):
         self._lock = False
         self._uncached = False
 
-    @property
-    def _meta(self) -> ModelMeta:
-        return self.model.__ar_meta__
-
     def _copy(self) -> Query[M]:
         # spelled out, and the caller sets what changes: this runs for every step of every chain
         new = _new(Query)
         new.model = self.model
+        new._meta = self._meta
         new._using = self._using
         new._wheres = self._wheres
         new._args = self._args
@@ -371,11 +369,11 @@ class Query(Generic[M]):
                     f"records with with_() instead"
                 )
 
-    def _read(self, work: Any) -> tuple[Any, str]:
-        """Run ``work(sa_connection)`` where this query's reads go."""
+    def _read(self, work: Any, *args: Any) -> tuple[Any, str]:
+        """Run ``work(sa_connection, origin, *args)`` where this query's reads go."""
         if self._joins or self._uncached:     # only then can it name another model's table
             self._check_single_connection(routing.read_connection_name(self.model, self._using)[0])
-        return routing.read(self.model, self._using, work)
+        return routing.read(self.model, self._using, work, *args)
 
     def to_sql(self) -> str:
         """The SELECT in the target connection's dialect, with placeholders for values."""
@@ -395,12 +393,8 @@ class Query(Generic[M]):
         """Every matching record (and the relations asked for with ``with_``)."""
         stmt, params = self._select_stmt()
         model = self.model
-        names = self._select or model.__ar_meta__.names
-
-        def load(sa_conn: Any, origin: str) -> list[M]:
-            return execution.fetch_records(sa_conn, stmt, params, model, names, origin)
-
-        records = self._read(load)[0]
+        names = self._select or self._meta.names
+        records: list[M] = self._read(execution.fetch_records, stmt, params, model, names)[0]
         if self._with:
             eager_load(model, records, self._with)
         return records

@@ -120,20 +120,22 @@ def _probe_turn(replica: str) -> bool:
         return True
 
 
-def read(model: Any, explicit: str | None,
-         work: Callable[[sa.Connection, str], R]) -> tuple[R, str]:
-    """Run ``work(sa_connection, origin)`` on the connection a read of ``model`` goes to.
+def read(model: Any, explicit: str | None, work: Callable[..., R], *args: Any) -> tuple[R, str]:
+    """Run ``work(sa_connection, origin, *args)`` on the connection a read of ``model`` goes to.
 
     ``origin`` is the name records should write back to (the primary when the
     read goes to a replica); it is returned with the result.
     """
     name, fallback = read_connection_name(model, explicit)
-    origin = fallback or name
     if fallback is None:
-        return _read_once_more(name, origin, work), origin
+        frame = current_frame(name)
+        if frame is not None:       # the transaction's own connection; never retried
+            return work(frame.sa_conn, name, *args), name
+        return _read_once_more(name, name, work, args), name
+    origin = fallback
     try:
         with reading(get_connection(name)) as sa_conn:
-            result = work(sa_conn, origin)
+            result = work(sa_conn, origin, *args)
         if _replica_down_until:       # a probe that worked: the replica is back for everyone
             _replica_down_until.pop(name, None)
         return result, origin
@@ -142,23 +144,20 @@ def read(model: Any, explicit: str | None,
         if not (exc.connection_invalidated or _is_connect_failure(exc)):
             raise
         _mark_down(name, fallback, exc)
-    return _read_once_more(fallback, origin, work), origin
+    return _read_once_more(fallback, origin, work, args), origin
 
 
-def _read_once_more(name: str, origin: str, work: Callable[[sa.Connection, str], R]) -> R:
-    """Run a read; outside a transaction, retry it once on a connection found dead.
+def _read_once_more(name: str, origin: str, work: Callable[..., R], args: tuple[Any, ...]) -> R:
+    """Run a read outside a transaction; retry it once on a connection found dead.
 
     A server restart leaves dead connections in the pool; SQLAlchemy discards
     them all on the first failure, so the retry gets a fresh one. A read has
     no effects, so repeating it is safe; inside a transaction it is not.
     """
-    frame = current_frame(name)
-    if frame is not None:           # the transaction's own connection; never retried
-        return work(frame.sa_conn, origin)
     connection = get_connection(name)
     try:
         with reading(connection) as sa_conn:
-            return work(sa_conn, origin)
+            return work(sa_conn, origin, *args)
     except sa.exc.DBAPIError as exc:
         # no statement: the connect itself failed (it may look like a disconnect, e.g. a
         # MySQL handshake timing out), and connecting again would only wait as long again
@@ -167,7 +166,7 @@ def _read_once_more(name: str, origin: str, work: Callable[[sa.Connection, str],
         log.warning("connection %r: a pooled connection was dead (%s); retrying the read once",
                     name, type(exc.orig).__name__)
     with reading(connection) as sa_conn:
-        return work(sa_conn, origin)
+        return work(sa_conn, origin, *args)
 
 
 def _is_connect_failure(exc: sa.exc.DBAPIError) -> bool:

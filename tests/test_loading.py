@@ -51,8 +51,8 @@ class Herald(Announced):
 
 
 def state(record: Any) -> tuple[Any, ...]:
-    """What a loaded record is made of, beside its values."""
-    return (type(record), dict(record.__dict__), record.model_fields_set,
+    """What a loaded record is made of, beside its values (in order: dumps follow it)."""
+    return (type(record), list(record.__dict__.items()), record.model_fields_set,
             record._ar_saved == record.__dict__, record._ar_saved is record.__dict__,
             record._ar_origin, record._ar_relations, record.__pydantic_extra__,
             record.__pydantic_private__)
