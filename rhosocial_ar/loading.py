@@ -77,13 +77,17 @@ def _generate(model: Any, names: tuple[str, ...],
     # private attributes start at their defaults, as pydantic's constructors leave them
     private = "\n        init_private(record, None)" if model.__private_attributes__ else ""
     twin = _twin(model, names)
+    locals_row = f"({', '.join(columns)},)"
     if twin is not None:
         # names are field names (identifiers), checked by _twin. Without converters the
         # row unpacks straight into the record; with them, each value is stored in turn:
         # the order of the stores is the order of __dict__, which dumps and reprs follow
-        body = (f"\n        {', '.join(f'record.{name}' for name in names)}, = row"
-                if not converters else "".join(f"\n        record.{name} = {value}" for name, value
-                                               in zip(names, values, strict=True))) + f"""
+        if converters:
+            row, fill = locals_row, "".join(f"\n        record.{name} = {value}"
+                                            for name, value in zip(names, values, strict=True))
+        else:
+            row, fill = "row", f"\n        {', '.join(f'record.{name}' for name in names)}, = row"
+        body = fill + f"""
         record.__pydantic_fields_set__ = {fields_set}
         record.__pydantic_extra__ = None
         record.__pydantic_private__ = None
@@ -95,6 +99,7 @@ def _generate(model: Any, names: tuple[str, ...],
     else:
         # names go in as literals; the dict pydantic's __dict__ slot creates shares
         # its keys with every record of the class (a third smaller than its own)
+        row = locals_row
         body = "\n        values = get_dict(record)" + "".join(
             f"\n        values[{name!r}] = {value}"
             for name, value in zip(names, values, strict=True)) + f"""
@@ -103,7 +108,6 @@ def _generate(model: Any, names: tuple[str, ...],
         set_origin(record, origin)
         set_relations(record, None)""" + private
         first = "record = new(model)"
-    row = "row" if twin is not None and not converters else f"({', '.join(columns)},)"
     source = f"""
 def load(rows, origin):
     records = []

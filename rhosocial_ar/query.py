@@ -78,8 +78,8 @@ class Query(Generic[M]):
     given as SQLAlchemy expressions make the query ``_uncached``.
     """
 
-    __slots__ = ("model", "_meta", "_using", "_wheres", "_args", "_order", "_limit", "_offset", "_select",
-                 "_scope", "_with", "_joins", "_lock", "_uncached")
+    __slots__ = ("model", "_meta", "_using", "_wheres", "_args", "_order", "_limit", "_offset",
+                 "_select", "_scope", "_with", "_joins", "_lock", "_uncached")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
