@@ -5,9 +5,11 @@
 
 A cell of the main table is ``median ms (median / raw median)``; a cell
 whose runs failed a check is marked ``FAIL`` and its problems are listed
-under the table. Two more columns judge rhosocial_ar against issue 6's
-targets: its ratio (``workloads.TARGET_RATIOS``) and whether its median
-beats the ORM's and peewee's. The ratio comes with a 95% bootstrap
+under the table. Three more columns judge rhosocial_ar against issues 6's
+and 17's targets: its ratio (``workloads.TARGET_RATIOS``), whether its
+median beats the ORM's and peewee's, and whether it is no slower than
+SQLAlchemy Core's (or the workload is exempt, ``workloads.CORE_EXEMPT``:
+Core returns bare rows there). The ratio comes with a 95% bootstrap
 interval: on a noisy machine a verdict whose interval straddles the limit
 says so ("within noise") instead of passing for a result.
 """
@@ -115,14 +117,17 @@ def _cell(entry: dict[str, Any] | None, field: str, base: dict[str, Any] | None,
     return text + (" FAIL" if entry["problems"] else "")
 
 
+TARGET_COLUMNS = ["target ratio", "faster than orm, peewee", "no slower than core"]
+
+
 def _targets(summary: dict[tuple[str, str, str], dict[str, Any]], db: str, key: str,
              impls: list[str]) -> list[str]:
-    """Issue 6's two targets for rhosocial_ar on one workload: the ratio, the peers to beat."""
+    """The targets for rhosocial_ar on one workload: the ratio, the peers to beat, Core."""
     mine = summary.get((db, "rhosocial_ar", key))
     base = summary.get((db, BASELINE, key))
     limit = workloads.TARGET_RATIOS.get(db, {}).get(key)
     if mine is None or mine["median"] is None:
-        return ["—", "—"]
+        return ["—"] * len(TARGET_COLUMNS)
     ratio = "—"
     if limit is not None and base is not None and base["median"]:
         ratio = _verdict(mine, base, limit)
@@ -131,7 +136,33 @@ def _targets(summary: dict[tuple[str, str, str], dict[str, Any]], db: str, key: 
               and summary[(db, peer, key)]["median"] <= mine["median"]]
     present = [peer for peer in workloads.MUST_BEAT if (db, peer, key) in summary]
     beats = "—" if not present else ("yes" if not slower else "NO: " + ", ".join(slower))
-    return [ratio, beats]
+    return [ratio, beats, _versus_core(summary.get((db, workloads.NO_SLOWER_THAN, key)), mine,
+                                       key)]
+
+
+def _versus_core(core: dict[str, Any] | None, mine: dict[str, Any], key: str) -> str:
+    if key in workloads.CORE_EXEMPT:
+        return "exempt: " + workloads.CORE_EXEMPT[key]
+    if core is None or core["median"] is None:
+        return "—"
+    if mine["median"] <= core["median"]:
+        return "yes"
+    return f"NO: {mine['median'] / core['median']:.2f}× core"
+
+
+def _missed(title: str, verdicts: dict[str, list[str]], failed: set[str]) -> str:
+    """One line: the targets rhosocial_ar missed on this database, by workload and column."""
+    missed = []
+    for key, cells in verdicts.items():
+        names = [name for name, cell in zip(TARGET_COLUMNS, cells, strict=True)
+                 if "MISSED" in cell or cell.startswith("NO")]
+        if key in failed:
+            names.insert(0, "failed its checks")
+        if names:
+            missed.append(f"{key} ({'; '.join(names)})")
+    if not missed:
+        return f"{title}: rhosocial_ar met every target it was judged on."
+    return f"{title}: rhosocial_ar MISSED {len(missed)} workload(s)' targets: " + ", ".join(missed)
 
 
 def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], impls: list[str],
@@ -147,17 +178,23 @@ def tables(summary: dict[tuple[str, str, str], dict[str, Any]], dbs: list[str], 
             ("min ms", "min", False),
         ):
             judge = ratio and "rhosocial_ar" in impls
-            extra = ["target ratio", "faster than orm, peewee"] if judge else []
+            extra = TARGET_COLUMNS if judge else []
             rows = [["workload", *impls, *extra]]
+            verdicts = {}
             for key in keys:
                 base = summary.get((db, BASELINE, key))
+                verdicts[key] = _targets(summary, db, key, impls) if judge else []
                 rows.append([workloads.label(workloads.BY_KEY[key], scale)] + [
                     _cell(summary.get((db, impl, key)), field, base, ratio) for impl in impls]
-                    + (_targets(summary, db, key, impls) if judge else []))
+                    + verdicts[key])
             out.append(f"{heading}{title}: {kind}, {repetitions} repetition(s)")
             out.append("")
             out.append(render_rows(rows, markdown))
             out.append("")
+            if judge:
+                failed = {key for key in keys
+                          if (summary.get((db, "rhosocial_ar", key)) or {}).get("problems")}
+                out += [_missed(title, verdicts, failed), ""]
         rows = [["workload", *impls]]
         for key in keys:
             row = [workloads.label(workloads.BY_KEY[key], scale)]

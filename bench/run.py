@@ -12,8 +12,8 @@ Process model: by default one child process per implementation and
 repetition runs the selected workloads in order, each on a fresh database,
 so no implementation shares an interpreter (imports, caches, sqlite3's
 global adapters, garbage) with another, and the 0.2-0.7 s import of each
-child is paid 25 times per database rather than 175 times: that is what
-keeps a default run within about three minutes. ``--process-per workload``
+child is paid 25 times per database rather than 350 times: that is what
+keeps a default run within a few minutes. ``--process-per workload``
 gives every workload its own process instead (slower, for checking that the
 order of workloads does not matter). Repetitions are interleaved: every
 implementation runs repetition 1, then every implementation repetition 2,
@@ -62,8 +62,8 @@ def _names(value: str, known: Any, what: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Seven workloads on the raw driver, SQLAlchemy Core and ORM, peewee and "
-                    "rhosocial_ar; prints medians and ratios to the raw driver. With both "
+        description="Fourteen workloads on the raw driver, SQLAlchemy Core and ORM, peewee "
+                    "and rhosocial_ar; prints medians and ratios to the raw driver. With both "
                     "servers, also a PostgreSQL -> MariaDB transfer: a plain batched copy "
                     "against two-phase transfer().")
     parser.add_argument("--db", default=None,
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workloads", default="all",
                         type=lambda v: _names(v.upper() if v != "all" else v, workloads.BY_KEY,
                                               "workload"),
-                        help="comma-separated: W1..W7 (default all)")
+                        help=f"comma-separated: W1..{workloads.WORKLOADS[-1].key} (default all)")
     parser.add_argument("-r", "--repetitions", type=int, default=5,
                         help="runs of each implementation (default 5)")
     parser.add_argument("--scale", type=float, default=1.0,

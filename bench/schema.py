@@ -17,6 +17,11 @@ from typing import Any
 
 USER_COLUMNS = ("name", "email", "age", "created_at")
 POST_COLUMNS = ("user_id", "title", "body")
+# W12 upserts on email: its unique index is made for that workload alone, so the
+# other workloads' inserts do not maintain it
+UPSERT_KEY = "email"
+UPSERT_SET = tuple(c for c in USER_COLUMNS if c != UPSERT_KEY)
+UPSERT_INDEX = f"CREATE UNIQUE INDEX ux_users_{UPSERT_KEY} ON users ({UPSERT_KEY})"
 
 _DDL = {
     "sqlite": [

@@ -19,7 +19,7 @@ from ..targets import Target
 
 
 class Impl:
-    """Base class; subclasses implement the seven workload methods."""
+    """Base class; subclasses implement the workload methods."""
 
     name = ""
 
@@ -63,4 +63,28 @@ class Impl:
         raise NotImplementedError
 
     def w7_eager(self) -> tuple[list[Any], int]:
+        raise NotImplementedError
+
+    def w8_query_columns(self, thresholds: list[int]) -> list[list[Any]]:
+        """W5's query; only rhosocial_ar has a second spelling of it to measure."""
+        return self.w5_query(thresholds)
+
+    def w9_count(self, thresholds: list[int]) -> list[Any]:
+        raise NotImplementedError
+
+    def w10_sum(self, thresholds: list[int]) -> list[Any]:
+        raise NotImplementedError
+
+    def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
+        """Returns the rows the updates reported changed."""
+        raise NotImplementedError
+
+    def w12_upsert(self, rows: Any) -> int:
+        raise NotImplementedError
+
+    def w13_to_dict(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def w14_lazy(self) -> tuple[list[Any], list[list[Any]]]:
+        """The users, and the posts of each, loaded one user at a time."""
         raise NotImplementedError

@@ -4,8 +4,9 @@
     impl.w4_find([3, 1])      # [Row(id=3, ...), Row(id=1, ...)]
 
 Rows are SQLAlchemy ``Row`` objects. Statements that do not change are
-built once per workload (as a Core user would); W5 builds its ``select()``
-on every query, as the workload says.
+built once per workload (as a Core user would); W5 and W8-W11 build their
+statement on every call, as those workloads say. W13's dicts are
+``row._asdict()``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import base
-from .sqla import make_engine
+from .sqla import make_engine, upsert
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -96,3 +97,36 @@ class Impl(base.Impl):
                 grouped[post.user_id].append(post)
         self._posts = grouped
         return found, sum(len(grouped.get(u.id, ())) for u in found)
+
+    def w9_count(self, thresholds: list[int]) -> list[Any]:
+        with self.engine.begin() as conn:
+            return [conn.scalar(sa.select(sa.func.count()).select_from(users)
+                                .where(users.c.age == t)) for t in thresholds]
+
+    def w10_sum(self, thresholds: list[int]) -> list[Any]:
+        with self.engine.begin() as conn:
+            return [conn.scalar(sa.select(sa.func.sum(users.c.age)).where(users.c.age > t))
+                    for t in thresholds]
+
+    def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
+        with self.engine.begin() as conn:
+            return sum(conn.execute(users.update().where(users.c.id.between(low, high))
+                                    .values(age=users.c.age + 1)).rowcount
+                       for low, high in ranges)
+
+    def w12_upsert(self, rows: list[dict[str, Any]]) -> int:
+        stmt = upsert(users, self.target.dialect)
+        with self.engine.begin() as conn:
+            for row in rows:
+                conn.execute(stmt, row)
+        return len(rows)
+
+    def w13_to_dict(self) -> list[dict[str, Any]]:
+        with self.engine.begin() as conn:
+            return [row._asdict() for row in conn.execute(sa.select(users))]
+
+    def w14_lazy(self) -> tuple[list[Any], list[list[Any]]]:
+        stmt = sa.select(posts).where(posts.c.user_id == sa.bindparam("user_id"))
+        with self.engine.begin() as conn:
+            found = conn.execute(sa.select(users)).all()
+            return found, [conn.execute(stmt, {"user_id": u.id}).all() for u in found]

@@ -8,7 +8,13 @@ is off so the objects stay usable after the transaction (the other
 implementations' objects do too). "Save each" is ``session.flush()`` after
 each change (W1, W6): the ORM would otherwise send one batched statement
 at commit, which is a different workload. W2 is the ORM's bulk INSERT
-(``session.execute(insert(User), rows)``).
+(``session.execute(insert(User), rows)``). W11's updates skip session
+synchronisation (the session holds no user): by default the ORM fetches
+the matching keys first, a second statement per update where UPDATE has
+no RETURNING (MariaDB). W12 is the ORM's upsert, the dialect's
+``insert(User)`` with its conflict clause, in ``session.execute``; W13
+makes each object's dict from the mapper's column attributes; W14 reads
+``user.posts`` on objects fresh from the database, so each one loads.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from sqlalchemy.orm import (
 )
 
 from . import base
-from .sqla import make_engine
+from .sqla import make_engine, upsert
 
 
 class Base(DeclarativeBase):
@@ -113,3 +119,38 @@ class Impl(base.Impl):
         with self._session() as session, session.begin():
             found = list(session.scalars(sa.select(User).options(selectinload(User.posts))).all())
             return found, sum(len(u.posts) for u in found)
+
+    def w9_count(self, thresholds: list[int]) -> list[Any]:
+        with self._session() as session, session.begin():
+            return [session.scalar(sa.select(sa.func.count()).select_from(User)
+                                   .where(User.age == t)) for t in thresholds]
+
+    def w10_sum(self, thresholds: list[int]) -> list[Any]:
+        with self._session() as session, session.begin():
+            return [session.scalar(sa.select(sa.func.sum(User.age)).where(User.age > t))
+                    for t in thresholds]
+
+    def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
+        with self._session() as session, session.begin():
+            return sum(session.execute(sa.update(User).where(User.id.between(low, high))
+                                       .values(age=User.age + 1)
+                                       .execution_options(synchronize_session=False)).rowcount
+                       for low, high in ranges)
+
+    def w12_upsert(self, rows: list[dict[str, Any]]) -> int:
+        stmt = upsert(User, self.target.dialect)
+        with self._session() as session, session.begin():
+            for row in rows:
+                session.execute(stmt, row)
+        return len(rows)
+
+    def w13_to_dict(self) -> list[dict[str, Any]]:
+        names = [attr.key for attr in sa.inspect(User).column_attrs]
+        with self._session() as session, session.begin():
+            return [{name: getattr(u, name) for name in names}
+                    for u in session.scalars(sa.select(User))]
+
+    def w14_lazy(self) -> tuple[list[Any], list[list[Any]]]:
+        with self._session() as session, session.begin():
+            found = list(session.scalars(sa.select(User)).all())
+            return found, [list(u.posts) for u in found]

@@ -5,7 +5,10 @@
 
 peewee's defaults: ``save()`` writes every column; the bulk insert is
 ``insert_many`` in chunks of 1,000 rows (peewee's documented idiom, one
-multi-row INSERT each).
+multi-row INSERT each). W12 is ``insert().on_conflict(preserve=...)``;
+W13 turns each model into a dict with ``playhouse.shortcuts.model_to_dict``
+(``.dicts()`` would skip the models); W14 iterates each user's ``posts``
+backref, a query per user.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import peewee
+from playhouse.shortcuts import model_to_dict
 
+from ..schema import UPSERT_KEY, UPSERT_SET
 from . import base
 
 proxy = peewee.DatabaseProxy()
@@ -98,3 +103,35 @@ class Impl(base.Impl):
         with self.db.atomic():
             found = list(peewee.prefetch(User.select(), Post.select()))
             return found, sum(len(u.posts) for u in found)
+
+    def w9_count(self, thresholds: list[int]) -> list[Any]:
+        with self.db.atomic():
+            return [User.select().where(User.age == t).count() for t in thresholds]
+
+    def w10_sum(self, thresholds: list[int]) -> list[Any]:
+        with self.db.atomic():
+            return [User.select(peewee.fn.SUM(User.age)).where(User.age > t).scalar()
+                    for t in thresholds]
+
+    def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
+        with self.db.atomic():
+            return sum(User.update(age=User.age + 1).where(User.id.between(low, high)).execute()
+                       for low, high in ranges)
+
+    def w12_upsert(self, rows: list[dict[str, Any]]) -> int:
+        preserve = [getattr(User, c) for c in UPSERT_SET]
+        # MySQL's ON DUPLICATE KEY names no key: peewee refuses a conflict target there
+        target = [] if self.target.dialect == "mysql" else [getattr(User, UPSERT_KEY)]
+        with self.db.atomic():
+            for row in rows:
+                User.insert(**row).on_conflict(conflict_target=target, preserve=preserve).execute()
+        return len(rows)
+
+    def w13_to_dict(self) -> list[dict[str, Any]]:
+        with self.db.atomic():
+            return [model_to_dict(u) for u in User.select()]
+
+    def w14_lazy(self) -> tuple[list[Any], list[list[Any]]]:
+        with self.db.atomic():
+            found = list(User.select())
+            return found, [list(u.posts) for u in found]

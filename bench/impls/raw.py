@@ -7,7 +7,9 @@ Rows are the driver's tuples. What a careful raw user writes: one
 connection, SQL strings, ``lastrowid`` (``RETURNING id`` on PostgreSQL),
 ``executemany`` for the bulk insert (``psycopg2.extras.execute_values`` on
 PostgreSQL, whose ``executemany`` is one round trip per row), two queries
-with ``IN`` for W7. On SQLite ``created_at`` comes back as a ``datetime``
+with ``IN`` for W7, ``INSERT ... ON CONFLICT`` (``ON DUPLICATE KEY UPDATE``
+on MariaDB) for W12, ``dict(zip(columns, row))`` for W13, a query per
+user for W14. On SQLite ``created_at`` comes back as a ``datetime``
 like everywhere else: the connection declares types
 (``PARSE_DECLTYPES``) and ``TIMESTAMP`` is converted with
 ``datetime.fromisoformat``.
@@ -20,6 +22,7 @@ import sqlite3
 from collections import defaultdict
 from typing import Any
 
+from ..schema import UPSERT_KEY, UPSERT_SET, USER_COLUMNS
 from . import base
 
 sqlite3.register_adapter(datetime.datetime, lambda value: value.isoformat(" "))
@@ -28,6 +31,7 @@ sqlite3.register_converter("TIMESTAMP", lambda raw: datetime.datetime.fromisofor
 USER_INDEX = {"id": 0, "name": 1, "email": 2, "age": 3, "created_at": 4}
 POST_INDEX = {"id": 0, "user_id": 1, "title": 2, "body": 3}
 SELECT_USERS = "SELECT id, name, email, age, created_at FROM users"
+SELECT_POSTS = "SELECT id, user_id, title, body FROM posts"
 
 
 class Impl(base.Impl):
@@ -38,12 +42,23 @@ class Impl(base.Impl):
         self.sqlite = self.target.dialect == "sqlite"
         p = self.target.placeholder
         self.p = p
-        self.insert_sql = f"INSERT INTO users (name, email, age, created_at) VALUES ({p}, {p}, {p}, {p})"
+        insert = f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES ({p}, {p}, {p}, {p})"
+        self.insert_sql = insert
         if self.target.dialect == "postgresql":
             self.insert_sql += " RETURNING id"
+        if self.target.dialect == "mysql":
+            sets = ", ".join(f"{c} = VALUES({c})" for c in UPSERT_SET)
+            self.upsert_sql = f"{insert} ON DUPLICATE KEY UPDATE {sets}"
+        else:
+            sets = ", ".join(f"{c} = excluded.{c}" for c in UPSERT_SET)
+            self.upsert_sql = f"{insert} ON CONFLICT ({UPSERT_KEY}) DO UPDATE SET {sets}"
         self.find_sql = f"{SELECT_USERS} WHERE id = {p}"
         self.page_sql = f"{SELECT_USERS} WHERE age > {p} ORDER BY id LIMIT 20"
         self.update_sql = f"UPDATE users SET age = {p} WHERE id = {p}"
+        self.count_sql = f"SELECT COUNT(*) FROM users WHERE age = {p}"
+        self.sum_sql = f"SELECT SUM(age) FROM users WHERE age > {p}"
+        self.range_sql = f"UPDATE users SET age = age + 1 WHERE id BETWEEN {p} AND {p}"
+        self.posts_sql = f"{SELECT_POSTS} WHERE user_id = {p}"
         cur = self.conn.cursor()
         cur.execute("SELECT COUNT(*) FROM users")
         cur.fetchall()
@@ -53,8 +68,10 @@ class Impl(base.Impl):
         self.conn.close()
 
     def prepare(self, key: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        if key in ("W1", "W2"):
-            return ([(r["name"], r["email"], r["age"], r["created_at"]) for r in args[0]],)
+        if key in ("W1", "W2", "W12"):
+            return ([tuple(r[c] for c in USER_COLUMNS) for r in args[0]],)
+        if key in ("W9", "W10"):    # each threshold as the parameter tuple it is sent as
+            return ([(t,) for t in args[0]],)
         return args
 
     def value(self, obj: Any, name: str) -> Any:
@@ -139,11 +156,10 @@ class Impl(base.Impl):
         users = cur.fetchall()
         ids = [u[0] for u in users]
         if self.sqlite:
-            cur.execute("SELECT id, user_id, title, body FROM posts WHERE user_id IN ("
-                        + ", ".join("?" * len(ids)) + ")", ids)
+            cur.execute(f"{SELECT_POSTS} WHERE user_id IN (" + ", ".join("?" * len(ids)) + ")",
+                        ids)
         else:
-            cur.execute("SELECT id, user_id, title, body FROM posts WHERE user_id IN %s",
-                        (tuple(ids),))
+            cur.execute(f"{SELECT_POSTS} WHERE user_id IN %s", (tuple(ids),))
         posts: dict[int, list[Any]] = defaultdict(list)
         for post in cur.fetchall():
             posts[post[1]].append(post)
@@ -151,3 +167,57 @@ class Impl(base.Impl):
         self._posts = posts
         touched = sum(len(posts.get(u[0], ())) for u in users)
         return users, touched
+
+    def _each(self, sql: str, params: list[Any], answer: Any) -> list[Any]:
+        """``answer(cur)`` after ``sql`` with each of ``params``, in one transaction."""
+        cur = self._begin()
+        found = []
+        for value in params:
+            cur.execute(sql, value)
+            found.append(answer(cur))
+        self.conn.commit()
+        return found
+
+    def w9_count(self, thresholds: list[tuple[int]]) -> list[Any]:
+        return self._each(self.count_sql, thresholds, _scalar)
+
+    def w10_sum(self, thresholds: list[tuple[int]]) -> list[Any]:
+        return self._each(self.sum_sql, thresholds, _scalar)
+
+    def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
+        return sum(self._each(self.range_sql, ranges, _rowcount))
+
+    def w12_upsert(self, rows: list[tuple[Any, ...]]) -> int:
+        return len(self._each(self.upsert_sql, rows, _nothing))
+
+    def w13_to_dict(self) -> list[dict[str, Any]]:
+        cur = self._begin()
+        cur.execute(SELECT_USERS)
+        names = [d[0] for d in cur.description]
+        found = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        self.conn.commit()
+        return found
+
+    def w14_lazy(self) -> tuple[list[Any], list[list[Any]]]:
+        cur = self._begin()
+        cur.execute(SELECT_USERS)
+        users = cur.fetchall()
+        sql = self.posts_sql
+        pages = []
+        for user in users:
+            cur.execute(sql, (user[0],))
+            pages.append(cur.fetchall())
+        self.conn.commit()
+        return users, pages
+
+
+def _scalar(cur: Any) -> Any:
+    return cur.fetchone()[0]
+
+
+def _rowcount(cur: Any) -> int:
+    return cur.rowcount
+
+
+def _nothing(cur: Any) -> None:
+    return None

@@ -27,6 +27,7 @@ from rhosocial_ar import (
     get_connection,
 )
 
+from ..schema import UPSERT_KEY
 from . import base
 from .sqla import sqlite_pragmas
 
@@ -102,3 +103,35 @@ class Impl(base.Impl):
         with User.transaction():
             found = User.with_("posts").all()
             return found, sum(len(u.posts()) for u in found)
+
+    def w8_query_columns(self, thresholds: list[int]) -> list[list[Any]]:
+        with User.transaction():
+            return [User.where(User.c.age > t).order_by("id").limit(20).all() for t in thresholds]
+
+    def w9_count(self, thresholds: list[int]) -> list[Any]:
+        with User.transaction():
+            return [User.where(age=t).count() for t in thresholds]
+
+    def w10_sum(self, thresholds: list[int]) -> list[Any]:
+        with User.transaction():
+            return [User.where(User.c.age > t).sum("age") for t in thresholds]
+
+    def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
+        with User.transaction():
+            return sum(User.where(User.c.id.between(low, high)).update(age=User.c.age + 1)
+                       for low, high in ranges)
+
+    def w12_upsert(self, rows: list[dict[str, Any]]) -> int:
+        with User.transaction():
+            for row in rows:
+                User.insert_or_update(row, conflict_keys=[UPSERT_KEY])
+        return len(rows)
+
+    def w13_to_dict(self) -> list[dict[str, Any]]:
+        with User.transaction():
+            return [u.to_dict() for u in User.all()]
+
+    def w14_lazy(self) -> tuple[list[Any], list[list[Any]]]:
+        with User.transaction():
+            found = User.all()
+            return found, [u.posts() for u in found]
