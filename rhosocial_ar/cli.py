@@ -26,13 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import CommandError, describe_error
+
 __all__ = ["CommandError", "build_parser", "main"]
 
 PROG = "rhosocial-ar"
-
-
-class CommandError(Exception):
-    """A command cannot go on for a reason the user can fix; the message says which."""
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -396,17 +394,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe_error(exc: BaseException) -> str:
-    """One readable line for an error: the driver's message for database errors."""
-    if isinstance(exc, CommandError):
-        text = str(exc)
-    else:
-        orig = getattr(exc, "orig", None)   # SQLAlchemy DBAPIError: the driver's error
-        shown = orig if isinstance(orig, BaseException) else exc
-        text = f"{type(shown).__name__}: {shown}"
-    return " ".join(text.split())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code."""
     args = build_parser().parse_args(argv)
@@ -423,8 +410,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # run the imported module's main(), so that `python -m rhosocial_ar.cli` and the
-    # subcommands' modules share one CommandError class
-    from rhosocial_ar.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -38,7 +38,6 @@ from . import (
     migrate,
     transfer,
 )
-from .cli import CommandError, describe_error
 from .demo_models import (
     CATALOG,
     SALES,
@@ -52,6 +51,7 @@ from .demo_models import (
     InvoiceLine,
     Track,
 )
+from .errors import CommandError, describe_error
 
 __all__ = ["find_chinook", "migration_app", "run"]
 

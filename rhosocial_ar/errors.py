@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "ARError",
+    "CommandError",
     "ConfigurationError",
     "ConnectionNotFound",
     "CrossConnectionError",
@@ -29,6 +30,7 @@ __all__ = [
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
+    "describe_error",
 ]
 
 
@@ -94,3 +96,18 @@ class TwoPhaseAborted(ARError):
 
 class PoolExhausted(ARError):
     """No pooled connection came free within ``pool_timeout``; the message gives the settings."""
+
+
+class CommandError(ARError):
+    """A ``rhosocial-ar`` command cannot go on for a reason the user can fix; the message says which."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line for an error: the driver's message for database errors."""
+    if isinstance(exc, CommandError):
+        text = str(exc)
+    else:
+        orig = getattr(exc, "orig", None)   # SQLAlchemy DBAPIError: the driver's error
+        shown = orig if isinstance(orig, BaseException) else exc
+        text = f"{type(shown).__name__}: {shown}"
+    return " ".join(text.split())
