@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 
@@ -144,11 +144,20 @@ class Transaction:
     only scopes: it ends with ``prepare()`` and ``commit()`` or ``rollback()``.
     """
 
+    # what Transaction(..., two_phase=True) builds: the subclass declared with
+    # `class ...(Transaction, two_phase=True)` (twophase.py), which this module does not import
+    _two_phase_class: ClassVar[type[Transaction] | None] = None
+
+    def __init_subclass__(cls, *, two_phase: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if two_phase:
+            Transaction._two_phase_class = cls
+
     def __new__(cls, *args: Any, two_phase: bool = False, **kwargs: Any) -> Transaction:
         if two_phase and cls is Transaction:
-            from .twophase import TwoPhaseTransaction
-
-            return super().__new__(TwoPhaseTransaction)
+            two_phase_class = Transaction._two_phase_class
+            assert two_phase_class is not None, "importing rhosocial_ar imports twophase.py"
+            return super().__new__(two_phase_class)
         return super().__new__(cls)
 
     def __init__(self, connection: Connection | str | None = None, *,
@@ -230,6 +239,20 @@ class Transaction:
         if self._frame is None:
             raise ARError("the transaction is not open")
         return self._frame.sa_conn
+
+    def detach(self) -> Frame:
+        """Close the open block but not its transaction, and hand that over.
+
+        The caller ends the returned frame itself: commits or rolls back its
+        ``sa_tx``, closes its ``sa_conn``, then calls ``ended()``. The two-phase
+        coordinator does, to commit its last participant together with its decision.
+        """
+        frame, token = self._frame, self._token
+        if frame is None or token is None:
+            raise ARError("the transaction is not open")
+        self._frame = self._token = None
+        unbind(token)
+        return frame
 
     def __repr__(self) -> str:
         state = "open" if self._frame else "closed"

@@ -58,8 +58,11 @@ def require_support(connection: Connection) -> None:
         raise TwoPhaseNotSupported(f"connection {connection.name!r}: {problem}")
 
 
-class TwoPhaseTransaction(Transaction):
-    """A transaction that is prepared and then committed or rolled back explicitly."""
+class TwoPhaseTransaction(Transaction, two_phase=True):
+    """A transaction that is prepared and then committed or rolled back explicitly.
+
+    ``Transaction(..., two_phase=True)`` builds one (the class keyword registers it).
+    """
 
     def __init__(self, connection: Connection | str | None = None, *,
                  isolation_level: str | None = None, two_phase: bool = True,
@@ -207,7 +210,8 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
             TwoPhaseTransaction(conn, xid=str(decision_log.Xid(self.gtrid, i, tag)))
             for i, conn in enumerate(c for c in connections if c is not self.last_resource)
         ]
-        self._last: Transaction | None = None
+        self._last: Transaction | None = None       # the last resource's, while its block is open
+        self._last_frame: Frame | None = None       # then its transaction, until we end it
 
     def __enter__(self) -> two_phase:
         entered: list[Any] = []
@@ -226,18 +230,18 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        last_frame = self._last._frame if self._last is not None else None
-        if self._last is not None and self._last._token is not None:
-            unbind(self._last._token)      # we end it ourselves below
-            self._last._token = None
+        if self._last is not None:
+            # its block closes first (scopes unwind in reverse); we end its transaction below
+            self._last_frame = self._last.detach()
+            self._last = None
         for branch in reversed(self.branches):
             branch.__exit__(None, None, None)
         if exc_type is not None:
-            self._rollback_all(last_frame)
+            self._rollback_all()
             return
-        self._finish(last_frame)
+        self._finish()
 
-    def _finish(self, last_frame: Frame | None) -> None:
+    def _finish(self) -> None:
         try:
             crash_point("before_prepare")
             for i, branch in enumerate(self.branches):
@@ -245,10 +249,20 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
                     crash_point("between_prepares")
                 branch.prepare()
             crash_point("after_prepares")
-            self._decide(last_frame)
+            self._decide()
         except BaseException:
-            self._rollback_all(last_frame)
+            self._rollback_all()
             raise
+        # decided: every participant commits, and nothing from here on rolls back; an
+        # after_commit hook's error is raised once all have committed
+        hook_errors: list[Exception] = []
+        last, self._last_frame = self._last_frame, None
+        if last is not None:
+            try:
+                last.sa_conn.close()
+                ended(last, committed=True)
+            except Exception as exc:  # raised below, once the branches have committed
+                hook_errors.append(exc)
         crash_point("after_decision")
         failed = []
         for i, branch in enumerate(self.branches):
@@ -258,6 +272,8 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
                 branch.commit()
             except InDoubtError as exc:
                 failed.append(exc)
+            except Exception as exc:  # its after_commit hook's: the branch has committed
+                hook_errors.append(exc)
         if failed:
             raise InDoubtError(
                 f"two-phase transaction {self.gtrid} was decided commit, but "
@@ -270,16 +286,16 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
         except sa.exc.SQLAlchemyError:
             # committed everywhere; a leftover row only costs recover() a lookup
             log.warning("could not remove the log row of %s", self.gtrid, exc_info=True)
+        if hook_errors:
+            raise hook_errors[0]
 
-    def _decide(self, last_frame: Frame | None) -> None:
+    def _decide(self) -> None:
         """Durably record COMMIT: first writer wins against a recovery's ABORT."""
+        last_frame = self._last_frame
         try:
             if last_frame is not None:
                 decision_log.record(last_frame.sa_conn, self.gtrid, decision_log.COMMIT)
                 last_frame.sa_tx.commit()          # the last resource commits with the decision
-                last_frame.sa_conn.close()
-                ended(last_frame, committed=True)
-                self._last = None
             else:
                 decision_log.record(self.log_connection, self.gtrid, decision_log.COMMIT)
         except sa.exc.IntegrityError as exc:
@@ -288,15 +304,15 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
                 f"every participant rolls back"
             ) from exc
 
-    def _rollback_all(self, last_frame: Frame | None = None) -> None:
+    def _rollback_all(self) -> None:
         errors = []
         for branch in self.branches:
             try:
                 branch.rollback()
             except sa.exc.SQLAlchemyError as exc:   # recover() rolls back what is left
                 errors.append(exc)
-        if last_frame is not None and self._last is not None:
-            self._last = None
+        last_frame, self._last_frame = self._last_frame, None
+        if last_frame is not None:
             try:
                 last_frame.sa_tx.rollback()
             finally:

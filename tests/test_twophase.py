@@ -170,6 +170,39 @@ def test_last_resource_commit_with_sqlite(db, tmp_path):
     assert LiteUser.count() == 1 and User.count() == 1
 
 
+@pytest.mark.backends("postgresql")
+def test_an_after_commit_hook_error_rolls_nothing_back(db, tmp_path):
+    """Once decided, every participant commits; a hook's error is raised after that."""
+    ConnectionManager.configure("lite", {"url": f"sqlite:///{tmp_path / 'lite.db'}"})
+
+    class LiteUser(User):
+        __connection__ = "lite"
+        __table_name__ = "users"
+
+        def after_commit(self):
+            raise KeyError("last resource's hook")
+
+    class FailingHook(User):
+        def after_commit(self):
+            raise RuntimeError("branch's hook")
+
+    other = secondary_user()
+    make_tables(User, LiteUser, other)
+    with pytest.raises(KeyError):                    # the last resource commits first
+        with two_phase("lite", "default", "secondary"):
+            LiteUser.create(username="lite", email="l")
+            FailingHook.create(username="pg", email="p")
+            other.create(username="pg2", email="p")
+    assert (LiteUser.count(), User.count(), other.count()) == (1, 1, 1)
+    with pytest.raises(RuntimeError):
+        with two_phase("default", "secondary"):
+            FailingHook.create(username="pg3", email="p")
+            other.create(username="pg4", email="p")
+    assert (User.count(), other.count()) == (2, 2)
+    assert in_doubt(["default", "secondary"]) == []
+    assert recover().committed == []
+
+
 def test_bad_participants(db):
     with pytest.raises(ConfigurationError):
         two_phase("default")
