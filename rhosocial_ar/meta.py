@@ -38,10 +38,15 @@ _first = itemgetter(0)   # model-fields validation gives (values, extra, fields 
 
 
 class ModelMeta:
-    """Per-model compiled state; statements are built once and reused."""
+    """Per-model compiled state; statements are built once and reused.
 
-    def __init__(self, model: type, table: sa.Table, fields: dict[str, FieldInfo]) -> None:
+    ``base`` is the library's base class: a model that inherits its
+    ``__init__`` or a hook method unchanged has no custom one.
+    """
+
+    def __init__(self, model: type, table: sa.Table, fields: dict[str, FieldInfo], base: type[Any]) -> None:
         self.model = model
+        self.base = base
         self.table = table
         self.fields = fields
         self.names: tuple[str, ...] = tuple(c.key for c in table.c if c.key in fields)
@@ -80,11 +85,9 @@ class ModelMeta:
         self.order_keys: dict[str, Any] = {}       # Query's parsed order_by() strings
         self.loaders: dict[Any, Any] = {}          # loading.py: loaders per column list, the twin
         self.shares_snapshot = shares_snapshot(model)
-        # the hooks this model overrides; the others are not even called
+        # the hooks this model overrides; the others (the base's empty ones) are not even called
         self.hooks = frozenset(
-            name for name in HOOKS
-            if any(name in vars(k) for k in model.__mro__ if k.__name__ != "ActiveRecord"
-                   and k.__module__ != "rhosocial_ar.model")
+            name for name in HOOKS if getattr(model, name) is not getattr(base, name)
         )
         self._adapters: dict[str, TypeAdapter[Any]] = {}
         self._fields_validator: tuple[Any, SchemaValidator | None] | None = None
@@ -167,11 +170,12 @@ class ModelMeta:
         cached = self._fields_validator
         if cached is not None and cached[0] is schema:
             return cached[1]
+        own_init = model.__init__ is not self.base.__init__   # not the base's: it may do more
         plain = (
             type(validator) is SchemaValidator
             and isinstance(schema, dict) and schema.get("type") == "model"
             and schema.get("cls") is model
-            and not ((schema.get("custom_init") and not _library_init(model))
+            and not ((schema.get("custom_init") and own_init)
                      or schema.get("post_init") or schema.get("root_model"))
             and schema["schema"].get("type") == "model-fields"
         )
@@ -223,10 +227,3 @@ class ModelMeta:
         assert self.lock_column is not None
         lock = self.table.c[self.lock_column]
         return self.table.delete().where(self.pk_clause(), lock == sa.bindparam("_ar_lock"))
-
-
-def _library_init(model: Any) -> bool:
-    """The model's ``__init__`` is ActiveRecord's: pydantic's validation plus empty state."""
-    from .model import ActiveRecord  # model.py imports this module
-
-    return model.__init__ is ActiveRecord.__init__  # type: ignore[no-any-return]

@@ -145,7 +145,7 @@ class ActiveRecord(BaseModel):
             table = build_table(name, fields, metadata, trailing)  # type: ignore[arg-type]
         cls.__table__ = table
         cls.c = table.c
-        cls.__ar_meta__ = ModelMeta(cls, table, fields)
+        cls.__ar_meta__ = ModelMeta(cls, table, fields, base=ActiveRecord)
         annotations = cls.__dict__.get("__annotations__", {})
         for name, value in cls.__dict__.items():
             if isinstance(value, Relation):
