@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from . import dialects, execution, routing
+from . import dialects, fastpath, routing
 from .errors import QueryError
 from .mixins import utc_now
 from .transaction import atomic
@@ -132,7 +132,7 @@ def insert_many(model: Any, rows: Iterable[Any], batch_size: int) -> int:
         for names, columns, count in groups:
             for start in range(0, count, batch_size):
                 stop = min(start + batch_size, count)
-                execution.insert_many(frame.sa_conn, insert, names,
+                fastpath.insert_many(frame.sa_conn, insert, names,
                                       [column[start:stop] for column in columns], stop - start)
     return sum(group.size for group in groups)
 
@@ -173,7 +173,7 @@ def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], b
                 stmt, _ = _upsert_statement(meta, dialect, names, conflict_keys, update, None)
                 for start in range(0, size, batch_size):
                     chunk = [column[start:start + batch_size] for column in columns]
-                    execution.insert_many(frame.sa_conn, stmt, names, chunk,
+                    fastpath.insert_many(frame.sa_conn, stmt, names, chunk,
                                           min(batch_size, size - start))
                 continue
             per_statement = min(batch_size, max(1, dialects.max_bind_params(dialect) // len(names)))
@@ -181,7 +181,7 @@ def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], b
                 count = min(per_statement, size - start)
                 stmt, keys = _upsert_statement(meta, dialect, names, conflict_keys, update, count)
                 values = chain.from_iterable(column[start:start + count] for column in columns)
-                execution.write(frame.sa_conn, stmt, dict(zip(keys, values, strict=True)), keys)
+                fastpath.write(frame.sa_conn, stmt, dict(zip(keys, values, strict=True)), keys)
     return sum(group.size for group in groups)
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import ArgumentError
 
-from . import dialects
+from . import dialects, fastpath
 from .errors import ConfigurationError, ConnectionNotFound, PoolExhausted
 
 __all__ = ["Connection", "ConnectionManager", "get_connection"]
@@ -34,7 +34,7 @@ _ENGINE_KEYS = {
     "pool_pre_ping",
     "connect_args",
 }
-_KNOWN_KEYS = _LOCATION_KEYS | _ENGINE_KEYS | {"url", "engine", "read_only"}
+_KNOWN_KEYS = _LOCATION_KEYS | _ENGINE_KEYS | {"url", "engine", "read_only", "fast_path"}
 
 
 class Connection:
@@ -64,7 +64,7 @@ class Connection:
         try:
             return self.engine.connect()
         except sa.exc.TimeoutError as exc:
-            raise PoolExhausted(f"connection {self.name!r}: {_pool_text(self.engine.pool)}") from exc
+            raise PoolExhausted(f"connection {self.name!r}: {fastpath.pool_text(self.engine.pool)}") from exc
         except sa.exc.DBAPIError as exc:
             exc.add_note(f"rhosocial_ar connection {self.name!r} at {self.safe_url}")
             raise
@@ -98,17 +98,6 @@ class Connection:
         return f"<Connection {self.name!r} {url}{flag}>"
 
 
-def _pool_text(pool: Any) -> str:
-    """What an exhausted pool looked like, in its own settings' words."""
-    size = pool.size() if hasattr(pool, "size") else "?"
-    overflow = getattr(pool, "_max_overflow", "?")
-    timeout = getattr(pool, "_timeout", "?")
-    in_use = pool.checkedout() if hasattr(pool, "checkedout") else "?"
-    return (f"every pooled connection is in use ({in_use} checked out; pool_size={size}, "
-            f"max_overflow={overflow}) and none came back within pool_timeout={timeout} s; "
-            f"raise pool_size/max_overflow or hold connections for less time")
-
-
 def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, bool]:
     unknown = sorted(set(config) - _KNOWN_KEYS)
     if unknown:
@@ -116,11 +105,13 @@ def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, b
             f"connection {name!r}: unknown config key {unknown[0]!r}; "
             f"known keys: {sorted(_KNOWN_KEYS)}"
         )
+    if not isinstance(config.get("fast_path", True), bool):
+        raise ConfigurationError(f"connection {name!r}: 'fast_path' must be true or false")
     if "engine" in config:
         engine = config["engine"]
         if not isinstance(engine, Engine):
             raise ConfigurationError(f"connection {name!r}: 'engine' must be a SQLAlchemy Engine")
-        extra = sorted(set(config) - {"engine", "read_only"})
+        extra = sorted(set(config) - {"engine", "read_only", "fast_path"})
         if extra:
             raise ConfigurationError(
                 f"connection {name!r}: {extra[0]!r} cannot be combined with 'engine'"
@@ -174,6 +165,8 @@ def _check_engine_options(name: str, options: dict[str, Any]) -> None:
         raise ConfigurationError(f"connection {name!r}: 'connect_args' must be a dict")
 
 
+
+
 def _safe(message: str, url: sa.URL) -> str:
     if url.password:
         message = message.replace(str(url.password), "***")
@@ -212,6 +205,8 @@ class ConnectionManager:
                     raise ConfigurationError(f"connection {conn_name!r}: config must be a dict")
                 engine, owned = _engine_from_config(conn_name, conn_config)
                 dialects.prepare_engine(engine)
+                if not conn_config.get("fast_path", True):
+                    fastpath.switch_off(engine)
                 built[conn_name] = Connection(
                     conn_name, engine, read_only=bool(conn_config.get("read_only", False)),
                     owns_engine=owned,

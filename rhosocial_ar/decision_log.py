@@ -18,7 +18,7 @@ import weakref
 
 import sqlalchemy as sa
 
-from . import execution
+from . import fastpath
 from .connections import Connection
 from .mixins import utc_now
 
@@ -97,9 +97,9 @@ def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> Non
     try:
         if isinstance(target, Connection):
             with target.side_engine().begin() as conn:
-                execution.write(conn, _record, row)
+                fastpath.write(conn, _record, row)
         else:
-            execution.write(target, _record, row)
+            fastpath.write(target, _record, row)
     except sa.exc.DBAPIError:
         # perhaps the table was dropped since ensure_table() saw it: look again next time
         _present.discard(target.engine)
@@ -117,7 +117,7 @@ def decision_of(connection: Connection, gtrid: str) -> str | None:
 def forget(connection: Connection, gtrid: str) -> None:
     """Delete a finished transaction's row (its branches are all committed)."""
     with connection.side_engine().begin() as conn:
-        execution.write(conn, _forget, {"gtrid": gtrid})
+        fastpath.write(conn, _forget, {"gtrid": gtrid})
 
 
 def has_table(connection: Connection) -> bool:

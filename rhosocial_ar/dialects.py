@@ -9,10 +9,8 @@ the functions here about capabilities.
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Callable, Sequence
-from itertools import repeat
-from operator import attrgetter, is_
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,11 +19,9 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Engine
 
 from .errors import ConfigurationError
+from .fastpath import CONNECT_TIMEOUT, bound_pymysql_handshake
 
-__all__ = [
-    "bind_processor", "column_processor", "connection_url", "max_bind_params", "prepare_engine",
-    "upsert",
-]
+__all__ = ["connection_url", "max_bind_params", "prepare_engine", "upsert"]
 
 # config 'driver' -> SQLAlchemy drivername; 'mariadb' is an alias of 'mysql'
 DRIVERS = {
@@ -74,9 +70,6 @@ def connection_url(config: dict[str, Any]) -> URL:
 READ_ONLY_OPTION = "rhosocial_ar_autocommit_read"
 
 
-# seconds a new connection may take; without it libpq waits for the OS (minutes)
-CONNECT_TIMEOUT = 10
-
 
 def default_connect_args(url: URL) -> dict[str, Any]:
     """Driver options every engine we create gets unless the config overrides them."""
@@ -97,60 +90,50 @@ def is_retryable(exc: BaseException) -> bool:
     return len(args) > 0 and args[0] in (1213, 1205)   # deadlock, lock wait timeout
 
 
+# dialects whose engines are prepared: an engine and its execution_options() copies share one
+_prepared: weakref.WeakSet[Dialect] = weakref.WeakSet()
+
+
 def prepare_engine(engine: Engine) -> None:
     """Make an engine's transactions and connects behave the same on every dialect.
 
     pysqlite opens transactions lazily and breaks SAVEPOINT; SQLAlchemy's
     documented recipe hands transaction control back to SQLAlchemy. PyMySQL's
-    connect timeout covers only the TCP connect (see ``_bound_pymysql_handshake``).
+    connect timeout covers only the TCP connect (see ``fastpath.bound_pymysql_handshake``).
     """
-    if getattr(engine, "_rhosocial_ar_prepared", False):
+    dialect = engine.dialect
+    if dialect in _prepared:
         return
-    if engine.dialect.name == "sqlite":
+    if dialect.name == "sqlite":
         _sqlite_transactions(engine)
-    elif engine.dialect.name in ("mysql", "mariadb") and engine.dialect.driver == "pymysql":
-        _bound_pymysql_handshake(engine)
-    engine._rhosocial_ar_prepared = True  # type: ignore[attr-defined]
+    elif dialect.name in ("mysql", "mariadb") and dialect.driver == "pymysql":
+        bound_pymysql_handshake(engine)
+    _prepared.add(dialect)
 
 
 def _sqlite_transactions(engine: Engine) -> None:
+    dialect = engine.dialect
+
     @event.listens_for(engine, "connect")
     def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
+        # sqlite3's PEP 249 mode (autocommit=False, Python 3.12+) manages transactions
+        # itself, SAVEPOINT included: nothing to hand back, and the setting is ignored there
+        if getattr(dbapi_connection, "autocommit", None) is not False:
+            dbapi_connection.isolation_level = None
 
     def do_begin(dbapi_connection: Any) -> None:
-        # a read outside any transaction needs no BEGIN: SQLite reads are atomic
-        if not dbapi_connection.info.get(READ_ONLY_OPTION):
-            dbapi_connection.cursor().execute("BEGIN")
+        # no BEGIN for a read outside any transaction (SQLite reads are atomic), for an
+        # engine in AUTOCOMMIT, or where a transaction is open already: sqlite3's PEP 249
+        # mode keeps one open, and a user's own "begin" listener may have sent BEGIN
+        if dbapi_connection.info.get(READ_ONLY_OPTION) or dbapi_connection.in_transaction \
+                or getattr(dialect, "isolation_level", None) == "AUTOCOMMIT":
+            return
+        dbapi_connection.cursor().execute("BEGIN")
 
     # the recipe's "begin" listener, as this engine's dialect's own do_begin: any
     # engine listener makes SQLAlchemy (and the fast path) look for listeners on
     # every statement
-    engine.dialect.do_begin = do_begin  # type: ignore[method-assign]
-
-
-def _bound_pymysql_handshake(engine: Engine) -> None:
-    """Give up on a server that accepts the TCP connection but never answers.
-
-    PyMySQL applies ``connect_timeout`` to the TCP connect only; the server's
-    greeting and the login are read with ``read_timeout``, None by default, so a
-    hung or frozen server (or a proxy in front of a dead one) holds every new
-    connection forever. Unless the config sets a ``read_timeout``, connects read
-    with the connect timeout, and the connection then waits for queries as long
-    as they take, as before.
-    """
-
-    @event.listens_for(engine, "do_connect")
-    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        if cparams.get("read_timeout") is not None:
-            return None                                   # the config's own choice
-        limit = cparams.get("connect_timeout") or CONNECT_TIMEOUT
-        conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "read_timeout": limit})
-        conn._read_timeout = None                         # PyMySQL re-arms the socket from it
-        conn._sock.settimeout(None)
-        if hasattr(conn, "_current_timeout"):
-            conn._current_timeout = None
-        return conn
+    dialect.do_begin = do_begin  # type: ignore[method-assign]
 
 
 def precise_datetime() -> Any:
@@ -160,69 +143,6 @@ def precise_datetime() -> Any:
 
 def precise_time() -> Any:
     return sa.Time().with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
-
-
-# SQLAlchemy's default storage format of SQLite DATETIME, which for a naive
-# datetime is exactly datetime.isoformat(' ', 'microseconds')
-_SQLITE_DATETIME_FORMAT = (
-    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
-)
-_tzinfo = attrgetter("tzinfo")
-
-
-def _is_default_sqlite_datetime(type_: Any, dialect: Dialect) -> bool:
-    if dialect.name != "sqlite":
-        return False
-    impl = type_.dialect_impl(dialect)
-    return type(impl) is sqlite.DATETIME and impl._storage_format == _SQLITE_DATETIME_FORMAT
-
-
-def bind_processor(type_: Any, dialect: Dialect,
-                   process: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
-    """Convert one bind value exactly as ``process``, SQLAlchemy's processor, would, but faster.
-
-    SQLite's DATETIME in its default format is done in C for plain naive
-    datetimes; every other value, type, format or TypeDecorator goes through ``process``.
-    """
-    if process is not None and _is_default_sqlite_datetime(type_, dialect):
-        return _sqlite_datetime(process)
-    return process
-
-
-def column_processor(type_: Any, dialect: Dialect,
-                     process: Callable[[Any], Any] | None) -> Callable[[list[Any]], list[Any]] | None:
-    """Convert a whole column of bind values exactly as ``process`` would (see ``bind_processor``)."""
-    if process is None:
-        return None
-    if _is_default_sqlite_datetime(type_, dialect):
-        return _sqlite_datetimes(process)
-    return lambda values: list(map(process, values))
-
-
-def _sqlite_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    plain = datetime.datetime
-    isoformat = plain.isoformat
-
-    def one(value: Any) -> Any:
-        if type(value) is plain and value.tzinfo is None:
-            return isoformat(value, " ", "microseconds")
-        return process(value)   # None, a date, a subclass, an aware datetime (its offset dropped)
-
-    return one
-
-
-def _sqlite_datetimes(process: Callable[[Any], Any]) -> Callable[[list[Any]], list[Any]]:
-    plain = datetime.datetime
-    isoformat = plain.isoformat
-    one = _sqlite_datetime(process)
-
-    def convert(values: list[Any]) -> list[Any]:
-        if (all(map(is_, map(type, values), repeat(plain)))
-                and all(map(is_, map(_tzinfo, values), repeat(None)))):
-            return list(map(isoformat, values, repeat(" "), repeat("microseconds")))
-        return list(map(one, values))
-
-    return convert
 
 
 def max_bind_params(dialect: Dialect) -> int:

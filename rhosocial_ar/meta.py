@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import SchemaValidator
 
 from .errors import ConfigurationError, UnknownColumnError
-from .loading import shares_snapshot
+from .fastpath import shares_snapshot
 
 __all__ = ["ModelMeta", "pk_param"]
 

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 
-from . import bulk, execution, registry, routing
+from . import bulk, fastpath, registry, routing
 from .errors import QueryError, RecordNotFound, StaleObjectError
-from .loading import STATE_SLOTS, loader
+from .fastpath import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
 from .mixins import utc_now
 from .query import Query
@@ -268,7 +268,7 @@ class ActiveRecord(BaseModel):
             return Query(cls).find(*pk)
         params = {_PK_0: pk[0]} if len(pk) == 1 else {
             pk_param(i): value for i, value in enumerate(pk)}
-        found: list[T] = routing.read(cls, None, execution.fetch_records, meta.find_stmt, params, cls,
+        found: list[T] = routing.read(cls, None, fastpath.fetch_records, meta.find_stmt, params, cls,
                                       meta.names)[0]
         if not found:
             key = ", ".join(f"{n}={v!r}" for n, v in zip(pks, pk, strict=True))
@@ -427,7 +427,7 @@ class ActiveRecord(BaseModel):
         frame.records.append((self, state))   # frame.enlist(), inline
         if meta.created_column or meta.updated_column or meta.lock_column:
             self._ar_stamp_new(meta)
-        inserted = execution.insert(frame.sa_conn, meta.insert_stmt, values,
+        inserted = fastpath.insert(frame.sa_conn, meta.insert_stmt, values,
                                     meta.insert_keys(values), meta.pk_names)
         if inserted is not None:
             if len(inserted) == 1:
@@ -497,7 +497,7 @@ class ActiveRecord(BaseModel):
         params.update(changes)
         frame.wrote = True
         frame.enlist(self, before)
-        count = execution.write(frame.sa_conn, stmt, params)
+        count = fastpath.write(frame.sa_conn, stmt, params)
         if meta.lock_column and count == 0:
             raise StaleObjectError(
                 f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
@@ -596,7 +596,7 @@ class ActiveRecord(BaseModel):
         conn = self._connection()
         with atomic(conn) as frame:
             frame.enlist(self, before)
-            count = execution.write(frame.sa_conn, stmt, params)
+            count = fastpath.write(frame.sa_conn, stmt, params)
             if meta.lock_column and count == 0:
                 raise StaleObjectError(
                     f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.sql.util import find_tables
 
-from . import execution, registry, routing
+from . import fastpath, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .meta import ModelMeta
 from .mixins import utc_now
@@ -37,6 +37,8 @@ _QUERY_CACHE_LIMIT = 512
 _DIRECTIONS = {"asc": sa.asc, "desc": sa.desc}
 _SCOPES = ("live", "all", "deleted")
 _new = object.__new__
+# the tables an expression names, by its shape (the shape holds the tables themselves)
+_tables_named: dict[Any, list[Any]] = {}
 
 
 def _fragment(sql: str, names: Sequence[str]) -> sa.TextClause:
@@ -74,12 +76,16 @@ class Query(Generic[M]):
     hashable item per condition with its parameter names (fixed by its
     position), ``_args`` the (parameter, value) pairs. The conditions, the
     order and the flags name the statement in the model's cache; a chain
-    built the same way again reuses it with new values. Conditions or orders
-    given as SQLAlchemy expressions make the query ``_uncached``.
+    built the same way again reuses it with new values. A SQLAlchemy
+    expression is named by its shape (SQLAlchemy's cache key, see
+    ``fastpath.shape_of``) and kept in ``_exprs`` with its bound parameters,
+    whose values are sent under names fixed by their position
+    (``_ar_e<expression>_<parameter>``). Only an expression SQLAlchemy
+    cannot cache makes the query ``_uncached``: built and compiled each time.
     """
 
-    __slots__ = ("model", "_meta", "_using", "_wheres", "_args", "_order", "_limit", "_offset",
-                 "_select", "_scope", "_with", "_joins", "_lock", "_uncached")
+    __slots__ = ("model", "_meta", "_using", "_wheres", "_args", "_exprs", "_order", "_limit",
+                 "_offset", "_select", "_scope", "_with", "_joins", "_lock", "_uncached")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
@@ -87,6 +93,7 @@ class Query(Generic[M]):
         self._using: str | None = None
         self._wheres: tuple[tuple[Any, ...], ...] = ()
         self._args: tuple[tuple[str, Any], ...] = ()
+        self._exprs: tuple[tuple[Any, tuple[Any, ...]], ...] = ()
         self._order: tuple[tuple[Any, ...], ...] = ()
         self._limit: int | None = None
         self._offset: int | None = None
@@ -105,6 +112,7 @@ class Query(Generic[M]):
         new._using = self._using
         new._wheres = self._wheres
         new._args = self._args
+        new._exprs = self._exprs
         new._order = self._order
         new._limit = self._limit
         new._offset = self._offset
@@ -145,8 +153,7 @@ class Query(Generic[M]):
                         f"where() takes column=value, a SQL string with '?' or a SQLAlchemy "
                         f"expression, not {cond!r}"
                     )
-                self._wheres += (("expr", cond),)
-                self._uncached = True
+                self._wheres += (self._expression(cond),)
         if columns:
             meta = self._meta
             for name, value in columns.items():
@@ -181,12 +188,27 @@ class Query(Generic[M]):
                         parsed.clear()
                     parsed[key] = item
                 elif isinstance(key, ColumnElement):
-                    item = ("expr", key)
-                    self._uncached = True
+                    item = self._expression(key)
                 else:
                     raise QueryError(f"order_by() takes column names or expressions, not {key!r}")
             order += (item,)
         self._order = order
+
+    def _expression(self, expr: Any) -> tuple[Any, ...]:
+        """The item naming ``expr`` in a shape: ``('shaped', key, index)``, or ``('expr', expr)``."""
+        shape = fastpath.shape_of(expr)
+        if shape is None:
+            self._uncached = True
+            return ("expr", expr)
+        self._exprs += ((expr, shape[1]),)
+        return ("shaped", shape[0], len(self._exprs) - 1)
+
+    def _clause(self, item: tuple[Any, ...]) -> Any:
+        """The expression of an ``_expression`` item, its parameters named by position."""
+        if item[0] == "expr":
+            return item[1]
+        expr, binds = self._exprs[item[2]]
+        return _named_binds(expr, item[2], binds)
 
     def limit(self, count: int) -> Query[M]:
         new = self._copy()
@@ -292,16 +314,24 @@ class Query(Generic[M]):
                 clauses.append(keys[0] > last[0] if len(keys) == 1
                                else sa.tuple_(*keys) > sa.tuple_(*last))
             else:
-                clauses.append(item[1])
+                clauses.append(self._clause(item))
         if meta.soft_delete_column and self._scope != "all":
             column = table.c[meta.soft_delete_column]
             clauses.append(column.is_(None) if self._scope == "live" else column.is_not(None))
-        return clauses, dict(self._args)
+        return clauses, self._params()
+
+    def _params(self, exprs: tuple[tuple[Any, tuple[Any, ...]], ...] | None = None) -> dict[str, Any]:
+        """The values of the conditions, and of the expressions' parameters by position."""
+        params = dict(self._args)
+        for i, (_, binds) in enumerate(self._exprs if exprs is None else exprs):
+            for j, bind in enumerate(binds):
+                params[f"_ar_e{i}_{j}"] = bind.effective_value
+        return params
 
     def _order_clauses(self) -> list[Any]:
         table = self._meta.table
         return [
-            _DIRECTIONS[item[2]](table.c[item[1]]) if item[0] == "name" else item[1]
+            _DIRECTIONS[item[2]](table.c[item[1]]) if item[0] == "name" else self._clause(item)
             for item in self._order
         ]
 
@@ -318,7 +348,7 @@ class Query(Generic[M]):
         stmt = self._cached((self._select, self._wheres, self._order, limit is None,
                              offset is None, self._scope, self._joins, self._lock),
                             self._build_select)
-        params = dict(self._args)
+        params = self._params()
         if limit is not None:
             params["_ar_limit"] = limit
         if offset is not None:
@@ -347,20 +377,18 @@ class Query(Generic[M]):
             table = table.join(target, self._meta.table.c[owner_key] == target.c[target_key])
         return table
 
-    def _check_single_connection(self, name: str) -> None:
+    def _check_single_connection(self, name: str,
+                                 extra: tuple[tuple[Any, ...], ...] = ()) -> None:
         """One statement cannot reach into another connection's database."""
         others: list[tuple[str, str]] = []
         relations = relations_of(self.model)
         for join in self._joins:
             target = relations[join].target
             others.append((target.__name__, routing.connection_name_for(target)))
-        for item in self._wheres:
-            if item[0] == "expr":
-                for table in find_tables(item[1], check_columns=True, include_joins=True):
-                    if table is self._meta.table:
-                        continue
-                    for model in registry.models_of_table(table):
-                        others.append((model.__name__, routing.connection_name_for(model)))
+        for item in (*self._wheres, *self._order, *extra):
+            if item[0] in ("expr", "shaped"):
+                for model in self._models_named_by(item):
+                    others.append((model.__name__, routing.connection_name_for(model)))
         for model_name, other in others:
             if other != name:
                 raise CrossConnectionError(
@@ -369,9 +397,23 @@ class Query(Generic[M]):
                     f"records with with_() instead"
                 )
 
+    def _models_named_by(self, item: tuple[Any, ...]) -> list[Any]:
+        """The other models whose tables an expression names (found once per shape)."""
+        key = item[1] if item[0] == "shaped" else None
+        tables = _tables_named.get(key) if key is not None else None
+        if tables is None:
+            expr = item[1] if item[0] == "expr" else self._exprs[item[2]][0]
+            tables = [t for t in find_tables(expr, check_columns=True, include_joins=True)
+                      if t is not self._meta.table]
+            if key is not None:
+                if len(_tables_named) >= _QUERY_CACHE_LIMIT:
+                    _tables_named.clear()
+                _tables_named[key] = tables
+        return [model for table in tables for model in registry.models_of_table(table)]
+
     def _read(self, work: Any, *args: Any) -> tuple[Any, str]:
         """Run ``work(sa_connection, origin, *args)`` where this query's reads go."""
-        if self._joins or self._uncached:     # only then can it name another model's table
+        if self._joins or self._exprs or self._uncached:   # only then can it name another table
             self._check_single_connection(routing.read_connection_name(self.model, self._using)[0])
         return routing.read(self.model, self._using, work, *args)
 
@@ -394,7 +436,7 @@ class Query(Generic[M]):
         stmt, params = self._select_stmt()
         model = self.model
         names = self._select or self._meta.names
-        records: list[M] = self._read(execution.fetch_records, stmt, params, model, names)[0]
+        records: list[M] = self._read(fastpath.fetch_records, stmt, params, model, names)[0]
         if self._with:
             eager_load(model, records, self._with)
         return records
@@ -471,43 +513,54 @@ class Query(Generic[M]):
                 remaining -= len(records)
             last = tuple(getattr(records[-1], n) for n in pks)
 
-    def _aggregate(self, expr: Any) -> Any:
-        clauses, params = self._criteria()
-        if self._limit is not None or self._offset is not None:
-            inner, inner_params = self._select_stmt()
-            sub = inner.subquery()
-            stmt = sa.select(expr(sub)).select_from(sub)
-            params = inner_params
-        else:
-            stmt = sa.select(expr(self._meta.table)).select_from(self._from_clause())
-            stmt = stmt.where(*clauses)
-        return self._read(lambda c, _: c.execute(stmt, params).scalar())[0]
+    def _aggregate(self, function: str, name: str | None = None) -> Any:
+        """``function`` (a ``sa.func`` name) over column ``name`` (None: every row) of the matching rows."""
+        if name is not None:
+            self._meta.column(name)
+        paged = self._limit is not None or self._offset is not None
+        # the shape of a plain SELECT of this query, then what is computed over it
+        shape = ("aggregate", function, name, paged, self._select, self._wheres,
+                 self._order if paged else (), self._limit is None, self._offset is None,
+                 self._scope, self._joins, self._lock)
+
+        def build() -> Any:
+            compute = getattr(sa.func, function)
+            if paged:       # over the page the limit and offset pick
+                source: Any = self._build_select().subquery()
+            else:
+                source = self._meta.table
+            stmt = sa.select(compute() if name is None else compute(source.c[name]))
+            if paged:
+                return stmt.select_from(source)
+            clauses, _ = self._criteria()
+            return stmt.select_from(self._from_clause()).where(*clauses)
+
+        stmt = self._cached(shape, build)
+        params = self._params()
+        if self._limit is not None:
+            params["_ar_limit"] = self._limit
+        if self._offset is not None:
+            params["_ar_offset"] = self._offset
+        rows = self._read(lambda c, _: fastpath.fetch_all(c, stmt, params))[0]
+        return rows[0][0]
 
     def count(self) -> int:
-        return int(self._aggregate(lambda _t: sa.func.count()))
+        return int(self._aggregate("count"))
 
     def exists(self) -> bool:
         return self.limit(1).pluck(*self._columns()[0][:1]) != []
 
-    def _column_of(self, name: str) -> Any:
-        self._meta.column(name)
-        return lambda t: t.c[name]
-
     def sum(self, name: str) -> Any:
-        col = self._column_of(name)
-        return self._aggregate(lambda t: sa.func.sum(col(t)))
+        return self._aggregate("sum", name)
 
     def avg(self, name: str) -> Any:
-        col = self._column_of(name)
-        return self._aggregate(lambda t: sa.func.avg(col(t)))
+        return self._aggregate("avg", name)
 
     def min(self, name: str) -> Any:
-        col = self._column_of(name)
-        return self._aggregate(lambda t: sa.func.min(col(t)))
+        return self._aggregate("min", name)
 
     def max(self, name: str) -> Any:
-        col = self._column_of(name)
-        return self._aggregate(lambda t: sa.func.max(col(t)))
+        return self._aggregate("max", name)
 
     def pluck(self, *names: str) -> list[Any]:
         """Values of one column (a list) or several (a list of tuples)."""
@@ -521,7 +574,7 @@ class Query(Generic[M]):
     def _rows(self, names: Sequence[str]) -> list[Sequence[Any]]:
         """The rows of these columns, as the driver (or SQLAlchemy) gives them, converted."""
         stmt, params = self.select(*names)._select_stmt()
-        return self._read(lambda c, _: execution.fetch_all(c, stmt, params))[0]  # type: ignore[no-any-return]
+        return self._read(lambda c, _: fastpath.fetch_all(c, stmt, params))[0]  # type: ignore[no-any-return]
 
     # -- writing ------------------------------------------------------------
 
@@ -539,8 +592,9 @@ class Query(Generic[M]):
     def _cached(self, shape: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """The model's statement for this query shape, built on first use.
 
-        Queries with SQLAlchemy expressions build theirs every time: an
-        expression compares by identity, so it could only fill the cache.
+        A query with an expression SQLAlchemy cannot cache builds its
+        statement every time: such an expression compares by identity, so
+        it could only fill the cache.
         """
         if self._uncached:
             return build()
@@ -563,30 +617,48 @@ class Query(Generic[M]):
         """Delete matching rows for real, also on soft-delete models."""
         table = self._meta.table
         stmt = self._write_stmt("delete", lambda clauses: table.delete().where(*clauses))
-        return self._write(stmt, dict(self._args))
+        return self._write(stmt, self._params())
 
     def update(self, **values: Any) -> int:
-        """Set columns on every matching row; returns the count. Values are validated."""
+        """Set columns on every matching row; returns the count.
+
+        Plain values are validated as the field's type; SQLAlchemy expressions
+        (``age=User.c.age + 1``, ``name=sa.func.upper(User.c.name)``) are sent
+        as they are, computed by the database for each row.
+        """
         if not values:
             raise QueryError("update() needs at least one column=value")
         meta = self._meta
-        checked = {}
+        query = self._copy()        # the values' expressions join the conditions' in the copy
+        assigned: list[tuple[Any, ...]] = []
+        params: dict[str, Any] = {}
         for name, value in values.items():
             meta.column(name)
-            checked[name] = meta.validate_value(name, value) if name in meta.fields else value
-        names = tuple(checked)
-        stmt = self._write_stmt("update", lambda clauses: meta.table.update().where(*clauses).values(
-            {name: sa.bindparam(f"_ar_set_{name}") for name in names}), names)
-        params = dict(self._args)
-        params.update({f"_ar_set_{name}": value for name, value in checked.items()})
-        return self._write(stmt, params)
+            if isinstance(value, ColumnElement):
+                assigned.append((name, query._expression(value)))
+            else:
+                assigned.append((name, None))
+                params[f"_ar_set_{name}"] = (meta.validate_value(name, value)
+                                             if name in meta.fields else value)
+        shape = tuple(assigned)
 
-    def _write(self, stmt: Any, params: dict[str, Any]) -> int:
+        def build(clauses: list[Any]) -> Any:
+            return meta.table.update().where(*clauses).values({
+                name: sa.bindparam(f"_ar_set_{name}") if item is None else query._clause(item)
+                for name, item in shape})
+
+        stmt = query._write_stmt("update", build, shape)
+        params.update(query._params())
+        return query._write(stmt, params, tuple(item for _, item in shape if item is not None))
+
+    def _write(self, stmt: Any, params: dict[str, Any], extra: tuple[Any, ...] = ()) -> int:
         conn = routing.get_connection(self._connection_name())
+        if self._exprs or self._uncached:
+            self._check_single_connection(conn.name, extra)
         with atomic(conn) as frame:
             if self._uncached:    # a statement of its own: SQLAlchemy's cache knows it, ours not
                 return int(frame.sa_conn.execute(stmt, params).rowcount)
-            return execution.write(frame.sa_conn, stmt, params)
+            return fastpath.write(frame.sa_conn, stmt, params)
 
 
 def _non_negative(what: str, value: Any) -> int:
@@ -596,3 +668,24 @@ def _non_negative(what: str, value: Any) -> int:
 
 
 
+
+
+def _named_binds(expr: Any, index: int, binds: tuple[Any, ...]) -> Any:
+    """``expr`` with its bound parameters named ``_ar_e<index>_<position>``.
+
+    The statement built from one expression then runs with the values of
+    any other of its shape, on the fast path and through SQLAlchemy alike
+    (an anonymous parameter's name would be this expression's alone).
+    """
+    names: dict[int, str] = {}
+    for position, bind in enumerate(binds):
+        names.setdefault(id(bind), f"_ar_e{index}_{position}")
+
+    def rename(element: Any) -> Any:
+        name = names.get(id(element))
+        if name is None:
+            return None
+        return sa.bindparam(name, element.value, type_=element.type, expanding=element.expanding,
+                            literal_execute=element.literal_execute, callable_=element.callable)
+
+    return visitors.replacement_traverse(expr, {}, rename)

@@ -19,9 +19,9 @@ from rhosocial_ar import (
     OptimisticLockMixin,
     QueryError,
     TimestampMixin,
-    execution,
     get_connection,
 )
+from rhosocial_ar.fastpath import guard
 from tests.conftest import make_tables
 from tests.models import Status
 from tests.test_records import count_statements
@@ -99,7 +99,7 @@ def test_fast_path_and_listener_path_write_identical_rows(db):
 
     make_tables(Reading)
     with get_connection().engine.connect() as conn:
-        assert not execution.observed(conn)          # nobody watches: the fast path
+        assert not guard.watched(conn)          # nobody watches: the fast path
     insert_all()
     fast = stored()
 
@@ -335,6 +335,7 @@ def test_column_processor_matches_sqlalchemys(db):
     from sqlalchemy.dialects import sqlite
 
     from rhosocial_ar import dialects
+    from rhosocial_ar.fastpath import processors
 
     dialect = get_connection().engine.dialect
     plain = moments("sqlite", 3000)
@@ -348,17 +349,17 @@ def test_column_processor_matches_sqlalchemys(db):
     ]
     for type_ in types:
         process = type_._cached_bind_processor(dialect)
-        convert = dialects.column_processor(type_, dialect, process)
+        convert = processors.column_processor(type_, dialect, process)
         if process is None:
             assert convert is None
             continue
-        one = dialects.bind_processor(type_, dialect, process)   # the single-row path
+        one = processors.bind_processor(type_, dialect, process)   # the single-row path
         for values in (plain, plain + odd, odd, [None] * 3, []):
             assert convert(list(values)) == [process(v) for v in values], type_
             assert [one(v) for v in values] == [process(v) for v in values], type_
     for type_ in (sa.Numeric(10, 2), sa.Boolean(), sa.JSON(), sa.Date(), sa.Enum(Status)):
         process = type_._cached_bind_processor(dialect)
-        convert = dialects.column_processor(type_, dialect, process)
+        convert = processors.column_processor(type_, dialect, process)
         values = {
             "Numeric": [decimal.Decimal("1.25"), None, 3],
             "Boolean": [True, False, None],
@@ -372,10 +373,10 @@ def test_column_processor_matches_sqlalchemys(db):
             assert convert(values) == [process(v) for v in values]
     if db.name == "sqlite":
         process = sa.DateTime()._cached_bind_processor(dialect)
-        convert = dialects.column_processor(sa.DateTime(), dialect, process)
+        convert = processors.column_processor(sa.DateTime(), dialect, process)
         with pytest.raises(TypeError):
             process("2024-01-01")
         with pytest.raises(TypeError):
             convert([*plain[:3], "2024-01-01"])
         with pytest.raises(TypeError):
-            dialects.bind_processor(sa.DateTime(), dialect, process)("2024-01-01")
+            processors.bind_processor(sa.DateTime(), dialect, process)("2024-01-01")

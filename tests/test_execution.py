@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from rhosocial_ar import ConnectionManager, get_connection
-from rhosocial_ar import execution as execution_module
+from rhosocial_ar.fastpath import execution as execution_module
+from rhosocial_ar.fastpath import guard
 from tests.conftest import make_tables
 from tests.models import Event, Status, User
 
@@ -149,24 +150,26 @@ def test_errors_are_sqlalchemys_on_the_fast_path(db):
     assert User.count() == 1
 
 
-def test_observed_agrees_with_sqlalchemys_own_view_of_listeners(db):
-    """The fast check reads what SQLAlchemy's event collections report, in every case."""
+def test_watched_agrees_with_sqlalchemys_own_view_of_listeners(db):
+    """Every connection event counts, on the engine or on the Engine class, and only while listening."""
     from sqlalchemy.engine import Engine
 
     engine = get_connection().engine
-    events = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
+    events = guard._CONNECTION_EVENTS
+    assert {"before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute",
+            "begin", "commit"} <= set(events)
 
-    def sqlalchemy_says() -> bool:
-        return any(bool(getattr(engine.dispatch, name)) for name in events)
+    def sqlalchemy_says(conn) -> bool:
+        return any(bool(getattr(conn.dispatch, name)) for name in events)
 
     def listener(*args):
         return None
 
     with engine.connect() as conn:
-        assert execution_module.observed(conn) is False is sqlalchemy_says()
+        assert guard.watched(conn) is False is sqlalchemy_says(conn)
         for target in (engine, Engine):           # the engine's own, then every engine's
             for name in events:
                 sa.event.listen(target, name, listener)
-                assert execution_module.observed(conn) is True is sqlalchemy_says(), (target, name)
+                assert guard.watched(conn) is True is sqlalchemy_says(conn), (target, name)
                 sa.event.remove(target, name, listener)
-                assert execution_module.observed(conn) is False is sqlalchemy_says(), (target, name)
+                assert guard.watched(conn) is False is sqlalchemy_says(conn), (target, name)

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ConfigDict, PrivateAttr
 
-from rhosocial_ar import ActiveRecord, IntegerPKMixin, execution, loading
+from rhosocial_ar import ActiveRecord, IntegerPKMixin
+from rhosocial_ar.fastpath import execution, loading
 from tests.conftest import make_tables
 from tests.models import Event, Status, User
 

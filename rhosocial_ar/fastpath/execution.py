@@ -10,10 +10,11 @@ statements of the hot paths are compiled by SQLAlchemy once per dialect and
 set of parameter names, and run on the pooled DB-API connection of the
 transaction SQLAlchemy manages, with SQLAlchemy's own bind and result
 processors (for many rows, their exact column-at-once equivalents from
-``dialects.column_processor``) and its error handling. This happens only
-while nobody watches the engine: with any ``before/after_(cursor_)execute``
-listener or ``echo`` on, every statement goes through ``Connection.execute``
-as usual, so tracing, query logging and query-count tests see everything.
+``processors.column_processor``) and its error handling. This happens only
+while nobody would notice (``guard.py``: no listener, no ``echo``, no
+execution option that changes what is sent) and while every internal it
+relies on is there (``internals.py``); otherwise the statement goes through
+``Connection.execute`` as usual.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 
-from . import dialects
+from . import internals, processors
+from .guard import watched
 from .loading import loader
 from .placeholders import Placeholders
+from .source import define
 
-__all__ = ["fetch", "fetch_all", "fetch_records", "insert", "insert_many", "observed", "write"]
+__all__ = ["fetch", "fetch_all", "fetch_records", "insert", "insert_many", "write"]
 
 R = TypeVar("R")
 # (column index, SQLAlchemy result processor) for the columns that need converting
@@ -58,10 +61,11 @@ class Prepared:
         else:
             self.sql, self.positional = compiled.string, compiled.positional
             order = compiled.positiontup if compiled.positional else list(by_name)
-        processors = compiled._bind_processors
+        bind_processors = compiled._bind_processors
         # (name in the SQL, key in the caller's params, value when absent, processor)
         self.names = tuple(escaped.get(n, n) for n in order)
-        self.spec = tuple((by_name[n].key, by_name[n].value, processors.get(n)) for n in order)
+        self.spec = tuple((by_name[n].key, by_name[n].value, bind_processors.get(n))
+                          for n in order)
         self.types = tuple(by_name[n].type for n in order)
         returning = compiled.effective_returning if compiled.isinsert else None
         self.returning = tuple(returning) if returning else ()
@@ -69,7 +73,7 @@ class Prepared:
         self.result_types = tuple(entry[3] for entry in columns) if columns else ()
         dialect = compiled.dialect
         self.parameters: Callable[[dict[str, Any]], Any] = _arguments_builder(
-            self.names, tuple((key, default, dialects.bind_processor(type_, dialect, process))
+            self.names, tuple((key, default, processors.bind_processor(type_, dialect, process))
                               for type_, (key, default, process) in zip(self.types, self.spec,
                                                                         strict=True)),
             self.positional, frozenset(keys))
@@ -101,13 +105,13 @@ class Prepared:
                 return found
         # what SQLAlchemy's execution context does with an expanding parameter
         state = self._expanding._process_parameters_for_postcompile(by_name)
-        values, processors = state.parameters, state.processors
+        values, process = state.parameters, state.processors
         if self.positional:
             return state.statement, tuple(
-                processors[n](values[n]) if n in processors else values[n]
+                process[n](values[n]) if n in process else values[n]
                 for n in state.positiontup)
         return state.statement, {
-            n: processors[n](v) if n in processors else v for n, v in values.items()}
+            n: process[n](v) if n in process else v for n, v in values.items()}
 
     def _positional(self, form: Placeholders, by_name: dict[str, Any]) -> tuple[str, Any] | None:
         """The SQL for these list lengths and a flat tuple of the values, converted.
@@ -146,7 +150,7 @@ class Prepared:
         for name in form.order:
             type_, process = by_name[name]
             is_list = name in form.expanding
-            convert = (dialects.column_processor if is_list else dialects.bind_processor)(
+            convert = (processors.column_processor if is_list else processors.bind_processor)(
                 type_, dialect, process)
             plan.append((name, is_list, convert))
         return tuple(plan)
@@ -167,7 +171,7 @@ class Prepared:
         """One list of values per parameter, in the statement's order, converted for the driver."""
         if self._column_processors is None:
             self._column_processors = tuple(
-                dialects.column_processor(type_, dialect, process)
+                processors.column_processor(type_, dialect, process)
                 for type_, (_, _, process) in zip(self.types, self.spec, strict=True))
         where = {name: i for i, name in enumerate(names)}
         converted = []
@@ -244,8 +248,7 @@ def _arguments_builder(names: tuple[str, ...], spec: tuple[Any, ...], positional
     else:
         built = "{" + ", ".join(f"{n!r}: {v}" for n, v in zip(names, values, strict=True)) + "}"
     source = f"def arguments(params):\n    get = params.get\n    return {built}\n"
-    exec(compile(source, "<rhosocial_ar arguments>", "exec"), namespace)  # noqa: S102
-    return namespace["arguments"]  # type: ignore[no-any-return]
+    return define(source, "arguments", namespace, "arguments")
 
 
 def _dicts(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -257,13 +260,13 @@ _prepared: dict[tuple[Any, ...], Prepared | None] = {}
 _UNSEEN: Any = object()
 
 
-def _eligible(compiled: Any) -> bool:
+def _eligible(stmt: Any, compiled: Any) -> bool:
     """Statements whose execution needs nothing SQLAlchemy does at run time."""
     return not (
-        compiled.literal_execute_params
+        stmt.get_execution_options()
+        or compiled.literal_execute_params
         or (compiled.post_compile_params and compiled.escaped_bind_names)
         or compiled.insert_prefetch or compiled.update_prefetch
-        or compiled.schema_translate_map or compiled._render_postcompile
     )
 
 
@@ -275,32 +278,22 @@ def _prepare(stmt: Any, dialect: Any, keys: Iterable[str]) -> Prepared | None:
         return _prepared[key]
     except KeyError:
         pass
-    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-    found = Prepared(compiled, key[2]) if _eligible(compiled) else None
+    try:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(key[2]))
+    except Exception:   # SQLAlchemy's own execute raises it, as the caller expects
+        return None
+    try:
+        found = Prepared(compiled, key[2]) if _eligible(stmt, compiled) else None
+    except Exception as exc:  # an internal that changed: SQLAlchemy runs everything from now on
+        internals.fail(f"preparing {compiled.string[:80]!r}: {type(exc).__name__}: {exc}")
+        return None
     if len(_prepared) >= _CACHE_LIMIT:
         _prepared.clear()
     _prepared[key] = found
     return found
 
 
-def observed(sa_conn: sa.Connection) -> bool:
-    """True when listeners or logging want to see each statement on this connection.
-
-    Checked on every statement, so a listener added mid-run sees every later one.
-    The library's connections are its own, so only the engine's listeners count.
-    """
-    if sa_conn._echo:          # what Connection.execute itself looks at for echo
-        return True
-    engine = sa_conn.engine
-    if not engine._has_events:
-        return False
-    dispatch = engine.dispatch
-    bce, ace = dispatch.before_cursor_execute, dispatch.after_cursor_execute
-    be, ae = dispatch.before_execute, dispatch.after_execute
-    # what each event collection's __bool__ looks at (the engine's own listeners and
-    # those on the Engine class), without four Python calls per statement
-    return bool(bce.listeners or bce.parent_listeners or ace.listeners or ace.parent_listeners
-                or be.listeners or be.parent_listeners or ae.listeners or ae.parent_listeners)
+internals.on_reset(_prepared.clear)
 
 
 _CURSOR = "rhosocial_ar_cursor"
@@ -419,7 +412,7 @@ def fetch_all(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any]) -> Sequ
 
 def _fast(sa_conn: sa.Connection, stmt: Any, keys: tuple[str, ...]) -> Prepared | None:
     """The compiled statement to run on the cursor, or None: SQLAlchemy runs it."""
-    if observed(sa_conn):
+    if not internals.usable() or watched(sa_conn):
         return None
     prepared = _prepared.get((stmt, sa_conn.dialect, keys), _UNSEEN)
     if prepared is _UNSEEN:
@@ -468,7 +461,8 @@ def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
                 columns: Sequence[list[Any]], count: int) -> None:
     """An INSERT of ``count`` rows, one DB-API ``executemany``; ``columns[i]`` holds ``names[i]``."""
     dialect = sa_conn.dialect
-    prepared = None if observed(sa_conn) else _prepare(stmt, dialect, names)
+    prepared = None if not internals.usable() or watched(sa_conn) \
+        else _prepare(stmt, dialect, names)
     # psycopg2's executemany is a round trip per row: one multi-row INSERT per batch instead
     rows_sql = (prepared.rows_statement(count) if prepared is not None
                 and dialect.driver == "psycopg2" and count > 1 else None)

@@ -26,12 +26,15 @@ the values dict and the slots are filled through their descriptors.
 
 from __future__ import annotations
 
+import copy
 import keyword
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic
 
 from pydantic import BaseModel
-from pydantic._internal._model_construction import init_private_attributes
+from pydantic_core import PydanticUndefined
+
+from .source import define
 
 __all__ = ["STATE_SLOTS", "loader", "shares_snapshot"]
 
@@ -121,13 +124,31 @@ def load(rows, origin):
         "model": model, "twin": twin, "new": object.__new__,
         "fields_set": set(names) if complete else frozenset(names),
         "get_dict": _get_dict, "set_fields_set": _set_fields_set,
-        "init_private": init_private_attributes,
+        "init_private": _init_private,
         **{f"set_{slot[4:]}": getattr(model, slot).__set__ for slot in STATE_SLOTS},
         **{f"p{i}": process for i, process in converters.items()},
     }
-    exec(compile(source, f"<rhosocial_ar loader {model.__name__}>", "exec"), namespace)  # noqa: S102
-    return namespace["load"]  # type: ignore[no-any-return]
+    return define(source, "load", namespace, f"loader {model.__qualname__}")  # type: ignore[return-value]
 
+
+def _defaults_of_private_attributes(record: Any, _context: Any) -> None:
+    """Private attributes at their defaults, through pydantic's public ``ModelPrivateAttr``."""
+    private = {}
+    for name, attribute in record.__private_attributes__.items():
+        factory = attribute.default_factory
+        if factory is not None:
+            private[name] = factory()
+        elif attribute.default is not PydanticUndefined:
+            private[name] = copy.deepcopy(attribute.default)
+    _set_private(record, private)
+
+
+_set_private = _slots["__pydantic_private__"].__set__
+
+try:   # what pydantic's own constructors call (factories given validated data included)
+    from pydantic._internal._model_construction import init_private_attributes as _init_private
+except ImportError:
+    _init_private = _defaults_of_private_attributes
 
 _TWIN = object()     # the key of a model's twin among its loaders
 # classes whose __init_subclass__ does nothing a twin could disturb

@@ -1,0 +1,262 @@
+"""What the fence relies on that SQLAlchemy, PyMySQL and pydantic do not promise, and the verdict.
+
+    internals.check()            # [] when every name below exists and behaves as assumed
+    internals.usable()           # the verdict, probed once; False: SQLAlchemy runs everything
+    internals.disabled_reason()  # why the fast path is off, or None
+    internals.reset()            # forget the verdict (tests that take an internal away)
+
+The fast path (``execution.py`` and its helpers in this subpackage) relies on:
+
+SQLAlchemy
+  SQLCompiler._bind_processors            bind name -> the bind processor of its type
+  SQLCompiler._result_columns             (key, name, objects, type) per result column
+  SQLCompiler._process_parameters_for_postcompile   an IN list rendered for its values
+  SQLCompiler.bind_names, positiontup, escaped_bind_names, post_compile_params,
+    literal_execute_params, insert_prefetch, update_prefetch, effective_returning
+                                          public attributes, behaviour undocumented
+  TypeEngine._cached_result_processor     SQLAlchemy's own result processor per column
+  TypeEngine._unwrapped_dialect_impl, TypeEngine._is_tuple_type,
+    DefaultDialect._bind_typing_render_casts      how an IN list's elements render
+  ClauseElement._generate_cache_key       a condition's shape and its values (shapes.py)
+  Connection._dbapi_connection            the pooled DB-API connection, unchecked
+  Connection._handle_dbapi_exception      wraps a driver error, invalidates on disconnect,
+                                          runs handle_error listeners
+  Connection._echo, Connection._has_events, Connection._execution_options,
+    Engine._has_events, Dialect._has_events,
+    Dialect.dispatch.do_execute* / Pool.dispatch.checkout   who watches (guard.py)
+  sqlite.DATETIME._storage_format         SQLite datetimes converted in C (processors.py)
+PyMySQL (drivers.py; not the fast path: without them connects are not bounded)
+  Connection._sock, _read_timeout, _current_timeout
+pydantic (loading.py)
+  pydantic._internal._model_construction.init_private_attributes   private attributes'
+    defaults, as pydantic's constructors set them (else their public default/default_factory)
+  BaseModel's ``__dict__`` and ``__pydantic_fields_set__`` slot descriptors, and a
+  subclass made with ``type.__new__`` sharing its model's layout (the loader's twin)
+
+If one is missing or misbehaves, the library logs one warning on the
+``rhosocial_ar`` logger and every statement goes through
+``Connection.execute``: slower, never wrong. ``tests/test_fastpath.py``
+checks each name on the installed versions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects import sqlite
+
+__all__ = ["check", "disabled_reason", "fail", "reset", "usable"]
+
+log = logging.getLogger("rhosocial_ar")
+
+_lock = threading.Lock()
+# None: not probed yet; True: the fast path may run; False: SQLAlchemy runs everything
+_verdict: bool | None = None
+_reason: str | None = None
+# run when the verdict is reset, to drop what was prepared under the old one
+_on_reset: list[Callable[[], None]] = []
+
+
+def usable() -> bool:
+    """Whether the fast path may run; the first call probes (a few milliseconds, once)."""
+    if _verdict is None:
+        with _lock:
+            if _verdict is None:
+                problems = check()
+                if problems:
+                    _disable("; ".join(problems))
+                else:
+                    _set(True, None)
+    return bool(_verdict)
+
+
+def fail(what: str) -> None:
+    """An internal misbehaved at run time: warn once, and SQLAlchemy runs every statement."""
+    with _lock:
+        if _verdict is not False:
+            _disable(what)
+
+
+def disabled_reason() -> str | None:
+    return _reason
+
+
+def reset() -> None:
+    """Forget the verdict and what was prepared under it; the next statement probes again."""
+    with _lock:
+        _set(None, None)
+    for forget in _on_reset:
+        forget()
+
+
+def on_reset(forget: Callable[[], None]) -> None:
+    _on_reset.append(forget)
+
+
+def _set(verdict: bool | None, reason: str | None) -> None:
+    global _verdict, _reason
+    _verdict, _reason = verdict, reason
+
+
+def _disable(reason: str) -> None:
+    _set(False, reason)
+    log.warning("rhosocial_ar: the fast path is off, every statement goes through "
+                "SQLAlchemy's Connection.execute (slower, same results): %s", reason)
+
+
+# -- the probe ----------------------------------------------------------------------
+
+
+def check() -> list[str]:
+    """Each internal the fast path relies on, tried on a throwaway SQLite engine."""
+    problems: list[str] = []
+    for name, probe in _PROBES:
+        try:
+            problem = probe()
+        except Exception as exc:  # any failure of an internal is a finding, not a crash
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def _sample() -> tuple[sa.Table, Any]:
+    table = sa.Table("probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("at", sa.DateTime))
+    return table, sa.create_engine("sqlite://").dialect
+
+
+def _compiled_select() -> Any:
+    table, dialect = _sample()
+    stmt = sa.select(table.c.id, table.c.at).where(
+        table.c.id.in_(sa.bindparam("ids", expanding=True)), table.c.at > sa.bindparam("after"))
+    return stmt.compile(dialect=dialect), table
+
+
+def _bind_processors() -> str | None:
+    compiled, _ = _compiled_select()
+    processors = compiled._bind_processors
+    if not callable(processors.get("after")):
+        return "no processor for a DateTime parameter"
+    return None
+
+
+def _result_columns() -> str | None:
+    compiled, _ = _compiled_select()
+    columns = compiled._result_columns
+    if [entry[1] for entry in columns] != ["id", "at"] \
+            or not all(isinstance(entry[3], sa.types.TypeEngine) for entry in columns):
+        return f"unexpected entries {columns!r}"
+    return None
+
+
+def _postcompile() -> str | None:
+    compiled, _ = _compiled_select()
+    at = datetime.datetime(2024, 1, 1)
+    state = compiled._process_parameters_for_postcompile({"ids": [1, 2], "after": at})
+    if "IN (?, ?)" not in state.statement or len(state.positiontup) != 3 \
+            or not set(state.positiontup) <= set(state.parameters) \
+            or not isinstance(state.processors, dict):
+        return f"unexpected rendering {state.statement!r}"
+    return None
+
+
+def _compiler_attributes() -> str | None:
+    compiled, table = _compiled_select()
+    names = set(compiled.bind_names.values())
+    if names != {"ids", "after"} or list(compiled.positiontup) != ["ids", "after"]:
+        return f"bind_names {compiled.bind_names!r}, positiontup {compiled.positiontup!r}"
+    if [compiled.bind_names[b] for b in compiled.post_compile_params] != ["ids"]:
+        return "post_compile_params does not hold the IN list"
+    for attribute in ("escaped_bind_names", "literal_execute_params", "insert_prefetch",
+                      "update_prefetch"):
+        getattr(compiled, attribute)
+    insert = table.insert().returning(table.c.id).compile(dialect=compiled.dialect)
+    if not insert.isinsert or list(insert.effective_returning) != [table.c.id]:
+        return "effective_returning does not list the RETURNING columns"
+    return None
+
+
+def _result_processor() -> str | None:
+    _, dialect = _sample()
+    process = sa.DateTime()._cached_result_processor(dialect, None)
+    if process("2024-01-01 10:00:00.000000") != datetime.datetime(2024, 1, 1, 10):
+        return "SQLite's DateTime result processor did not parse a stored value"
+    return None
+
+
+def _list_rendering() -> str | None:
+    _, dialect = _sample()
+    impl = sa.Integer()._unwrapped_dialect_impl(dialect)
+    if impl._is_tuple_type is not False or not isinstance(dialect._bind_typing_render_casts, bool):
+        return "type or dialect flags changed"
+    return None
+
+
+def _cache_key() -> str | None:
+    table, _ = _sample()
+    one, two = (table.c.id > 1)._generate_cache_key(), (table.c.id > 2)._generate_cache_key()
+    if one is None or one.key != two.key or [b.value for b in two.bindparams] != [2]:
+        return "equal shapes do not share a key, or the key does not carry the values"
+    return None
+
+
+def _connection() -> str | None:
+    engine = sa.create_engine("sqlite://")
+    try:
+        with engine.connect() as conn:
+            flags = (conn._echo, conn._has_events, engine._has_events, engine.dialect._has_events)
+            if not all(isinstance(flag, bool) for flag in flags):
+                return f"flags are not booleans: {flags!r}"
+            if conn._dbapi_connection is None or not isinstance(conn._execution_options, dict):
+                return "no pooled connection or execution options"
+            for events in (engine.dialect.dispatch.do_execute, engine.pool.dispatch.checkout):
+                bool(events)
+            dbapi = conn._dbapi_connection.dbapi_connection
+            try:
+                dbapi.cursor().execute("SELECT * FROM no_such_table")
+            except Exception as exc:
+                try:
+                    conn._handle_dbapi_exception(exc, "SELECT", (), None, None)
+                except sa.exc.OperationalError:
+                    return None
+            return "_handle_dbapi_exception did not raise SQLAlchemy's wrapped error"
+    finally:
+        engine.dispose()
+
+
+def _sqlite_datetime() -> str | None:
+    _, dialect = _sample()
+    impl = sa.DateTime().dialect_impl(dialect)
+    if type(impl) is not sqlite.DATETIME or not isinstance(impl._storage_format, str):
+        return "SQLite's DATETIME has no storage format"
+    return None
+
+
+def _pydantic_slots() -> str | None:
+    slots = vars(BaseModel)
+    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__",
+                 "__pydantic_private__"):
+        if not hasattr(slots.get(name), "__set__"):
+            return f"BaseModel.{name} is not a slot"
+    return None
+
+
+_PROBES: tuple[tuple[str, Callable[[], str | None]], ...] = (
+    ("SQLCompiler._bind_processors", _bind_processors),
+    ("SQLCompiler._result_columns", _result_columns),
+    ("SQLCompiler._process_parameters_for_postcompile", _postcompile),
+    ("SQLCompiler bind_names/positiontup/post_compile_params/...", _compiler_attributes),
+    ("TypeEngine._cached_result_processor", _result_processor),
+    ("TypeEngine._unwrapped_dialect_impl/_is_tuple_type", _list_rendering),
+    ("ClauseElement._generate_cache_key", _cache_key),
+    ("Connection._echo/_has_events/_dbapi_connection/_handle_dbapi_exception", _connection),
+    ("sqlite.DATETIME._storage_format", _sqlite_datetime),
+    ("pydantic BaseModel slots", _pydantic_slots),
+)

@@ -1,0 +1,275 @@
+"""The fence: its internals checked, its fallback when one goes, and every spelling compiled once."""
+
+from __future__ import annotations
+
+import decimal
+import logging
+import sys
+import traceback
+from typing import ClassVar
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from rhosocial_ar import (
+    ActiveRecord,
+    ConfigurationError,
+    ConnectionManager,
+    HasMany,
+    IntegerPKMixin,
+    get_connection,
+)
+from rhosocial_ar.fastpath import execution, guard, internals, source
+from tests.conftest import make_tables
+from tests.test_execution import run_fresh
+
+
+@pytest.fixture
+def fresh_verdict():
+    """Probe again before and after: a test that takes an internal away leaves nothing behind."""
+    internals.reset()
+    yield
+    internals.reset()
+
+
+class _HiddenFromFence:
+    """An attribute SQLAlchemy still sees but ``rhosocial_ar.fastpath`` does not.
+
+    What a release that renamed an internal would look like to the library:
+    SQLAlchemy's own code uses the new name and keeps working. A data
+    descriptor, so it also hides what an instance keeps in its ``__dict__``.
+    """
+
+    def __init__(self, name: str, real: object) -> None:
+        self.name, self.real = name, real
+
+    def __get__(self, obj, objtype=None):
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("rhosocial_ar.fastpath"):
+            raise AttributeError(f"{self.name} (hidden from the fence by the test)")
+        if obj is not None and self.name in vars(obj):
+            return vars(obj)[self.name]
+        if self.real is None:
+            raise AttributeError(self.name)
+        return self.real.__get__(obj, objtype) if hasattr(self.real, "__get__") else self.real
+
+    def __set__(self, obj, value):
+        vars(obj)[self.name] = value
+
+
+def hide_from_fence(monkeypatch, cls: type, name: str) -> None:
+    """Hide ``name`` from the fence on ``cls`` and every class below it that defines it."""
+    classes, todo = set(), [cls]
+    while todo:
+        klass = todo.pop()
+        if klass not in classes:
+            classes.add(klass)
+            todo.extend(klass.__subclasses__())
+    for klass in classes:
+        owner = next((k for k in klass.__mro__ if name in vars(k)), None)
+        real = vars(owner)[name] if owner is not None else None
+        monkeypatch.setattr(klass, name, _HiddenFromFence(name, real), raising=False)
+
+
+# each internal the fence relies on, hidden as a future release would rename it
+INTERNALS = [
+    (SQLCompiler, "_bind_processors"),
+    (SQLCompiler, "_result_columns"),
+    (SQLCompiler, "_process_parameters_for_postcompile"),
+    (sa.types.TypeEngine, "_cached_result_processor"),
+    (sa.types.TypeEngine, "_unwrapped_dialect_impl"),
+    (sa.sql.ClauseElement, "_generate_cache_key"),
+    (sa.engine.Connection, "_handle_dbapi_exception"),
+    (sa.engine.Connection, "_dbapi_connection"),
+    (sa.engine.Connection, "_echo"),
+    (sa.engine.Connection, "_has_events"),
+]
+IDS = [f"{c.__name__}.{n}" for c, n in INTERNALS]
+
+
+def test_every_internal_is_there_and_behaves_on_the_installed_versions(fresh_verdict):
+    assert internals.check() == []
+    assert internals.usable() is True and internals.disabled_reason() is None
+
+
+@pytest.mark.parametrize(("cls", "name"), INTERNALS, ids=IDS)
+def test_each_internal_hidden_is_named_once(cls, name, monkeypatch, fresh_verdict, caplog):
+    hide_from_fence(monkeypatch, cls, name)
+    internals.reset()
+    with caplog.at_level(logging.WARNING, logger="rhosocial_ar"):
+        assert internals.usable() is False
+        assert internals.usable() is False
+    assert name in (internals.disabled_reason() or "")
+    warnings = [r for r in caplog.records if r.name == "rhosocial_ar"]
+    assert len(warnings) == 1 and name in warnings[0].getMessage()
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(("cls", "name"), INTERNALS, ids=IDS)
+def test_with_an_internal_hidden_every_operation_works_with_one_warning(
+        cls, name, db, monkeypatch, fresh_verdict, caplog):
+    check_hidden_internal(cls, name, db, monkeypatch, caplog)
+
+
+def test_with_an_internal_hidden_every_backend_works(db, monkeypatch, fresh_verdict, caplog):
+    check_hidden_internal(SQLCompiler, "_bind_processors", db, monkeypatch, caplog)
+
+
+def check_hidden_internal(cls, name, db, monkeypatch, caplog) -> None:
+    fast = run_fresh(db)
+    hide_from_fence(monkeypatch, cls, name)
+    internals.reset()
+    with caplog.at_level(logging.WARNING, logger="rhosocial_ar"):
+        slow = run_fresh(db)
+    assert slow == fast
+    warnings = [r for r in caplog.records if r.name == "rhosocial_ar"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert name in (internals.disabled_reason() or "")
+
+
+def test_an_internal_that_misbehaves_at_run_time_turns_the_fast_path_off(
+        db, monkeypatch, fresh_verdict, caplog):
+    fast = run_fresh(db)
+
+    def broken(self, compiled, keys=()):
+        raise KeyError("age")          # what SQLAlchemy 2.0.36 did to Prepared
+
+    monkeypatch.setattr(execution.Prepared, "__init__", broken)
+    internals.reset()
+    with caplog.at_level(logging.WARNING, logger="rhosocial_ar"):
+        assert run_fresh(db) == fast
+    warnings = [r for r in caplog.records if r.name == "rhosocial_ar"]
+    assert len(warnings) == 1 and "KeyError" in warnings[0].getMessage()
+    assert internals.usable() is False
+
+
+def test_the_fast_path_can_be_switched_off_per_connection(db):
+    fast = run_fresh(db)
+    ConnectionManager.configure({"default": {**db.config(0), "fast_path": False}})
+    with get_connection().engine.connect() as conn:
+        assert guard.watched(conn) is True
+    calls = []
+    real = execution._run
+    try:
+        execution._run = lambda *a, **k: calls.append(1) or real(*a, **k)
+        assert run_fresh(db) == fast
+    finally:
+        execution._run = real
+    assert calls == []
+    with pytest.raises(ConfigurationError, match="'fast_path' must be true or false"):
+        ConnectionManager.configure({"other": {**db.config(0), "fast_path": "no"}})
+
+
+def test_generated_code_shows_its_source_in_tracebacks():
+    namespace: dict = {}
+    fail = source.define("def explode(x):\n    return 1 / x\n", "explode", namespace, "test")
+    with pytest.raises(ZeroDivisionError) as info:
+        fail(0)
+    text = "".join(traceback.format_exception(info.value))
+    assert "<rhosocial_ar test " in text and "return 1 / x" in text
+
+
+# -- every spelling compiles once -------------------------------------------------------
+
+
+class Owner(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "fence_owners"
+    id: int | None = None
+    name: str
+    age: int = 0
+    score: decimal.Decimal = decimal.Decimal("0")
+    notes: str | None = None
+    pets: ClassVar[HasMany[Pet]] = HasMany(foreign_key="owner_id")
+
+
+class Pet(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "fence_pets"
+    id: int | None = None
+    owner_id: int
+    name: str
+
+
+def spellings(t: int) -> list:
+    """Every documented spelling, with values that depend on ``t``."""
+    c = Owner.c
+    out = [
+        Owner.where(age=t).pluck("id"),
+        Owner.where("age > ?", t).order_by("id").limit(3).offset(1).pluck("name"),
+        [o.name for o in Owner.where(c.age > t).order_by("id").limit(20).all()],
+        Owner.where(c.id.in_([t, t + 1, t + 2])).order_by("-id").pluck("id"),
+        Owner.where(c.id.in_([t, t + 1])).order_by("-id").pluck("id"),
+        Owner.where(c.age.between(t, t + 3)).count(),
+        Owner.where(c.name.like(f"o{t}%")).pluck("name"),
+        Owner.where(sa.and_(c.age >= t, sa.or_(c.id < t + 5, sa.not_(c.age > 50)))).count(),
+        Owner.where(c.notes.is_(None)).where(c.age > t).count(),
+        Owner.where(c.age > t).order_by(c.age.desc()).limit(2).pluck("age"),
+        Owner.where(c.age > t).count(),
+        Owner.where(c.age > t).sum("age"),
+        Owner.where(c.age > t).avg("score"),
+        Owner.where(age=[t, t + 1]).min("age"),
+        Owner.where(c.age < t + 10).max("age"),
+        Owner.where(c.age > t).order_by("id").limit(3).sum("age"),
+        Owner.where(c.age == t).exists(),
+        Owner.where(c.id.between(t, t + 2)).update(age=c.age + 1),
+        Owner.where(c.id == t).update(notes="n", name=sa.func.upper(c.name)),
+        Owner.where("id = ?", t + 30).update(age=t),
+        Owner.where(c.id == t + 40).delete(),
+        Owner.insert_or_update({"id": t + 60, "name": f"up{t}", "age": t}, conflict_keys=["id"]),
+        [p.name for p in Owner.find(t).pets()],
+        [p.name for p in Owner.where(c.id.in_([t + 1, t + 2])).with_("pets").all()[0].pets()],
+    ]
+    return out
+
+
+def test_every_spelling_reuses_its_compiled_statement(db, monkeypatch):
+    make_tables(Owner, Pet)
+    Owner.bulk_insert([{"name": f"o{i}", "age": i, "score": decimal.Decimal(i) / 4}
+                       for i in range(1, 80)])
+    Pet.bulk_insert([{"owner_id": i % 20 + 1, "name": f"p{i}"} for i in range(60)])
+    spellings(3)                              # the first of each shape compiles
+    before = ([o.to_dict() for o in Owner.all()], [p.to_dict() for p in Pet.all()])
+    compiled, generated = [], []
+    real_init, real_define = SQLCompiler.__init__, source.define
+
+    def counting_init(self, *args, **kwargs):
+        compiled.append(type(self).__name__)
+        return real_init(self, *args, **kwargs)
+
+    def counting_define(*args, **kwargs):
+        generated.append(args[3])
+        return real_define(*args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "__init__", counting_init)
+    monkeypatch.setattr(source, "define", counting_define)
+    monkeypatch.setattr(execution, "define", counting_define)
+    again = spellings(5)
+    assert compiled == [] and generated == []
+    monkeypatch.undo()
+    # the values are this call's, not the first one's: SQLAlchemy's own path, from the same
+    # rows, gives the same answers
+    owners, pets = before
+    make_tables(Owner, Pet)
+    Owner.bulk_insert(owners)
+    Pet.bulk_insert(pets)
+    ConnectionManager.configure({"default": {**db.config(0), "fast_path": False}})
+    assert spellings(5) == again
+    assert again[0] and again[2] and again[17] == 3 and again[22]
+
+
+def test_an_update_value_expression_from_another_connection_is_refused(db):
+    from rhosocial_ar import CrossConnectionError
+
+    class Remote(IntegerPKMixin, ActiveRecord):
+        __table_name__ = "fence_remote"
+        __connection__ = "secondary"
+        id: int | None = None
+        age: int = 0
+
+    make_tables(Owner, Remote)
+    Owner.create(name="a", age=1)
+    newest = sa.select(sa.func.max(Remote.c.age)).scalar_subquery()
+    with pytest.raises(CrossConnectionError):
+        Owner.where(Owner.c.id == 1).update(age=newest)
+    with pytest.raises(CrossConnectionError):
+        Owner.where(Owner.c.age < newest).delete()
+    assert Owner.find(1).age == 1
