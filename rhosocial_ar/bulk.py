@@ -20,7 +20,7 @@ from .errors import QueryError
 from .mixins import utc_now
 from .transaction import atomic
 
-__all__ = ["insert_many", "upsert_many"]
+__all__ = ["insert_many", "upsert_many", "upsert_one"]
 
 
 class Group(NamedTuple):
@@ -137,6 +137,48 @@ def insert_many(model: Any, rows: Iterable[Any], batch_size: int) -> int:
     return sum(group.size for group in groups)
 
 
+def upsert_one(model: Any, row: Any, conflict_keys: Sequence[str],
+               update_columns: Sequence[str] | None) -> int:
+    """One row's INSERT ... ON CONFLICT / ON DUPLICATE KEY, one ``execute``; returns 1.
+
+    What ``upsert_many`` does for a batch of one, without its column-wise
+    grouping and ``executemany``: a single row is the common upsert.
+    """
+    meta = model.__ar_meta__
+    _check_conflict_keys(meta, conflict_keys, update_columns)
+    written = _written(meta, _field_values(model, [row])[0], utc_now())
+    names = tuple(written)
+    _require_conflict_keys(conflict_keys, names)
+    conn = routing.resolve(model)
+    stmt, _ = _upsert_statement(meta, conn.dialect, names, conflict_keys,
+                                _updated(meta, names, conflict_keys, update_columns), None)
+    with atomic(conn) as frame:
+        fastpath.write(frame.sa_conn, stmt, written, names)
+    return 1
+
+
+def _check_conflict_keys(meta: Any, conflict_keys: Sequence[str],
+                         update_columns: Sequence[str] | None) -> None:
+    if isinstance(conflict_keys, str) or not conflict_keys:
+        raise QueryError("conflict_keys must be a non-empty list of column names")
+    for name in (*conflict_keys, *(update_columns or ())):
+        meta.column(name)
+
+
+def _require_conflict_keys(conflict_keys: Sequence[str], names: Sequence[str]) -> None:
+    missing = [k for k in conflict_keys if k not in names]
+    if missing:
+        raise QueryError(f"every row needs the conflict keys; a row lacks {missing}")
+
+
+def _updated(meta: Any, names: tuple[str, ...], conflict_keys: Sequence[str],
+             update_columns: Sequence[str] | None) -> tuple[str, ...]:
+    """The columns a conflict updates: never the key, the creation time or the lock version."""
+    keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
+    return tuple(k for k in (names if update_columns is None else update_columns)
+                 if k not in keep)
+
+
 def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], batch_size: int,
                 update_columns: Sequence[str] | None) -> int:
     """One INSERT ... ON CONFLICT / ON DUPLICATE KEY statement per batch; returns the count.
@@ -148,27 +190,19 @@ def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], b
     a round trip per row (psycopg2), every row of the batch.
     """
     meta = model.__ar_meta__
-    if isinstance(conflict_keys, str) or not conflict_keys:
-        raise QueryError("conflict_keys must be a non-empty list of column names")
-    for name in (*conflict_keys, *(update_columns or ())):
-        meta.column(name)
+    _check_conflict_keys(meta, conflict_keys, update_columns)
     _positive("batch_size", batch_size)
     groups = rows_for_write(model, rows)
     if not groups:
         return 0
     for group in groups:
-        missing = [k for k in conflict_keys if k not in group.names]
-        if missing:
-            raise QueryError(f"every row needs the conflict keys; a row lacks {missing}")
+        _require_conflict_keys(conflict_keys, group.names)
     conn = routing.resolve(model)
     dialect = conn.dialect
-    # never overwrite the key, the creation time or the lock version with the new row's
-    keep = {*conflict_keys, *meta.pk_names, meta.created_column, meta.lock_column}
     multi_row = dialect.use_insertmanyvalues_wo_returning
     with atomic(conn) as frame:
         for names, columns, size in groups:
-            update = tuple(k for k in (names if update_columns is None else update_columns)
-                           if k not in keep)
+            update = _updated(meta, names, conflict_keys, update_columns)
             if not multi_row:
                 stmt, _ = _upsert_statement(meta, dialect, names, conflict_keys, update, None)
                 for start in range(0, size, batch_size):

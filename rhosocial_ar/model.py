@@ -341,7 +341,7 @@ class ActiveRecord(BaseModel):
     def insert_or_update(cls, data: Any, conflict_keys: Sequence[str],
                          update_columns: Sequence[str] | None = None) -> int:
         """Insert a row, or update it where ``conflict_keys`` match: one statement."""
-        return bulk.upsert_many(cls, [data], conflict_keys, 1, update_columns)
+        return bulk.upsert_one(cls, data, conflict_keys, update_columns)
 
     @classmethod
     def bulk_insert_or_update(cls, rows: Iterable[Any], conflict_keys: Sequence[str],

@@ -381,9 +381,8 @@ class Query(Generic[M]):
                                  extra: tuple[tuple[Any, ...], ...] = ()) -> None:
         """One statement cannot reach into another connection's database."""
         others: list[tuple[str, str]] = []
-        relations = relations_of(self.model)
         for join in self._joins:
-            target = relations[join].target
+            target = relations_of(self.model)[join].target
             others.append((target.__name__, routing.connection_name_for(target)))
         for item in (*self._wheres, *self._order, *extra):
             if item[0] in ("expr", "shaped"):
@@ -688,4 +687,4 @@ def _named_binds(expr: Any, index: int, binds: tuple[Any, ...]) -> Any:
         return sa.bindparam(name, element.value, type_=element.type, expanding=element.expanding,
                             literal_execute=element.literal_execute, callable_=element.callable)
 
-    return visitors.replacement_traverse(expr, {}, rename)
+    return visitors.replacement_traverse(expr, {}, rename)  # type: ignore[call-overload]

@@ -185,8 +185,8 @@ def _compiler_attributes() -> str | None:
 
 def _result_processor() -> str | None:
     _, dialect = _sample()
-    process = sa.DateTime()._cached_result_processor(dialect, None)
-    if process("2024-01-01 10:00:00.000000") != datetime.datetime(2024, 1, 1, 10):
+    process: Any = sa.DateTime()._cached_result_processor(dialect, None)
+    if process is None or process("2024-01-01 10:00:00.000000") != datetime.datetime(2024, 1, 1, 10):
         return "SQLite's DateTime result processor did not parse a stored value"
     return None
 
@@ -202,7 +202,8 @@ def _list_rendering() -> str | None:
 def _cache_key() -> str | None:
     table, _ = _sample()
     one, two = (table.c.id > 1)._generate_cache_key(), (table.c.id > 2)._generate_cache_key()
-    if one is None or one.key != two.key or [b.value for b in two.bindparams] != [2]:
+    if one is None or two is None or one.key != two.key \
+            or [b.value for b in two.bindparams] != [2]:
         return "equal shapes do not share a key, or the key does not carry the values"
     return None
 
@@ -218,7 +219,7 @@ def _connection() -> str | None:
                 return "no pooled connection or execution options"
             for events in (engine.dialect.dispatch.do_execute, engine.pool.dispatch.checkout):
                 bool(events)
-            dbapi = conn._dbapi_connection.dbapi_connection
+            dbapi: Any = conn._dbapi_connection.dbapi_connection
             try:
                 dbapi.cursor().execute("SELECT * FROM no_such_table")
             except Exception as exc:
