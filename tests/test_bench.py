@@ -16,7 +16,6 @@ import warnings
 from importlib.util import find_spec
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from tests.conftest import SERVER_URLS, require_backend
@@ -56,20 +55,15 @@ def test_bench_runs_every_workload_and_verifies_counts(tmp_path: Path) -> None:
 
     records = json.loads(data.read_text())["records"]
     assert {(r["impl"], r["workload"]) for r in records} == {(i, k) for i in impls for k in KEYS}
-    pending = [r for r in records if r["impl"] == "rhosocial_ar" and r["workload"] == "W11"
-               and "ValidationError" in "".join(r["problems"])]
     for record in records:
-        if record not in pending:
-            assert record["problems"] == [], record
-            assert record["seconds"] > 0
-            assert record["statements"] == STATEMENTS.get(record["workload"],
-                                                          record["statements"]), record
+        assert record["problems"] == [], record
+        assert record["seconds"] > 0
+        assert record["statements"] == STATEMENTS.get(record["workload"],
+                                                      record["statements"]), record
     counts = {(r["impl"], r["workload"]): r["statements"] for r in records}
     for impl in impls:
         assert 2 <= counts[impl, "W7"] <= 3
     assert markdown.read_text().count("| W1 ") == 3      # medians, minimums, statements
-    if pending:   # remove with the lead's commit that lets update() take expressions
-        pytest.xfail("W11: update(age=User.c.age + 1) awaits expression values in update()")
     assert done.returncode == 0 and "FAIL" not in out
 
     # --compare: the run against itself changes nothing
