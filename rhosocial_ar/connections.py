@@ -81,7 +81,12 @@ class Connection:
         coordinators as it has connections would each wait for another's.
         """
         if self._side is None:
-            self._side = sa.create_engine(self.engine.url, pool=self.engine.pool.recreate())
+            # the engine's options too: a schema_translate_map puts the log where the
+            # engine's own statements (and its CREATE of the log table) go
+            self._side = sa.create_engine(
+                self.engine.url, pool=self.engine.pool.recreate(),
+                execution_options=dict(self.engine.get_execution_options()))
+            dialects.prepare_engine(self._side)
         return self._side
 
     def dispose(self) -> None:
