@@ -121,12 +121,24 @@ def _sqlite_transactions(engine: Engine) -> None:
         if getattr(dbapi_connection, "autocommit", None) is not False:
             dbapi_connection.isolation_level = None
 
+    # the DB-API connections SQLAlchemy has put in AUTOCOMMIT (the engine's or a
+    # connection's isolation_level), held while they are: no BEGIN for them
+    autocommit: dict[int, Any] = {}
+    set_isolation_level = dialect.set_isolation_level
+
+    def set_level(dbapi_connection: Any, level: Any) -> None:
+        set_isolation_level(dbapi_connection, level)
+        if level == "AUTOCOMMIT":
+            autocommit[id(dbapi_connection)] = dbapi_connection
+        else:
+            autocommit.pop(id(dbapi_connection), None)
+
     def do_begin(dbapi_connection: Any) -> None:
-        # no BEGIN for a read outside any transaction (SQLite reads are atomic), for an
-        # engine in AUTOCOMMIT, or where a transaction is open already: sqlite3's PEP 249
-        # mode keeps one open, and a user's own "begin" listener may have sent BEGIN
+        # no BEGIN for a read outside any transaction (SQLite reads are atomic), in
+        # AUTOCOMMIT, or where a transaction is open already: sqlite3's PEP 249 mode
+        # keeps one open, and a user's own "begin" listener may have sent BEGIN
         if dbapi_connection.info.get(READ_ONLY_OPTION) or dbapi_connection.in_transaction \
-                or getattr(dialect, "isolation_level", None) == "AUTOCOMMIT":
+                or id(dbapi_connection.dbapi_connection) in autocommit:
             return
         dbapi_connection.cursor().execute("BEGIN")
 
@@ -134,6 +146,7 @@ def _sqlite_transactions(engine: Engine) -> None:
     # engine listener makes SQLAlchemy (and the fast path) look for listeners on
     # every statement
     dialect.do_begin = do_begin  # type: ignore[method-assign]
+    dialect.set_isolation_level = set_level  # type: ignore[method-assign]
 
 
 def precise_datetime() -> Any:
