@@ -249,6 +249,14 @@ def _pydantic_slots() -> str | None:
     return None
 
 
+def _pydantic_private_init() -> str | None:
+    from . import loading
+
+    if loading._init_private is loading._defaults_of_private_attributes:
+        return "not importable: loaded records' private attributes come from their public defaults"
+    return None
+
+
 _PROBES: tuple[tuple[str, Callable[[], str | None]], ...] = (
     ("SQLCompiler._bind_processors", _bind_processors),
     ("SQLCompiler._result_columns", _result_columns),
@@ -260,4 +268,5 @@ _PROBES: tuple[tuple[str, Callable[[], str | None]], ...] = (
     ("Connection._echo/_has_events/_dbapi_connection/_handle_dbapi_exception", _connection),
     ("sqlite.DATETIME._storage_format", _sqlite_datetime),
     ("pydantic BaseModel slots", _pydantic_slots),
+    ("pydantic._internal._model_construction.init_private_attributes", _pydantic_private_init),
 )

@@ -137,7 +137,8 @@ def _defaults_of_private_attributes(record: Any, _context: Any) -> None:
     for name, attribute in record.__private_attributes__.items():
         factory = attribute.default_factory
         if factory is not None:
-            private[name] = factory()
+            takes_data = getattr(attribute, "default_factory_takes_validated_data", False)
+            private[name] = factory({**vars(record), **private}) if takes_data else factory()
         elif attribute.default is not PydanticUndefined:
             private[name] = copy.deepcopy(attribute.default)
     _set_private(record, private)
@@ -147,7 +148,7 @@ _set_private = _slots["__pydantic_private__"].__set__
 
 try:   # what pydantic's own constructors call (factories given validated data included)
     from pydantic._internal._model_construction import init_private_attributes as _init_private
-except ImportError:
+except ImportError:     # internals.check() reports it
     _init_private = _defaults_of_private_attributes
 
 _TWIN = object()     # the key of a model's twin among its loaders
