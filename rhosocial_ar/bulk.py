@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from . import dialects, fastpath, routing
 from .errors import QueryError
 from .mixins import utc_now
-from .transaction import atomic
+from .transaction import atomic, current_frame
 
 __all__ = ["insert_many", "upsert_many", "upsert_one"]
 
@@ -142,17 +142,32 @@ def upsert_one(model: Any, row: Any, conflict_keys: Sequence[str],
     """One row's INSERT ... ON CONFLICT / ON DUPLICATE KEY, one ``execute``; returns 1.
 
     What ``upsert_many`` does for a batch of one, without its column-wise
-    grouping and ``executemany``: a single row is the common upsert.
+    grouping and ``executemany``: a single row is the common upsert, so its
+    statement is looked up by the columns the row writes, and the checks of
+    the arguments run when a new combination first comes.
     """
     meta = model.__ar_meta__
-    _check_conflict_keys(meta, conflict_keys, update_columns)
-    written = _written(meta, _field_values(model, [row])[0], utc_now())
-    names = tuple(written)
-    _require_conflict_keys(conflict_keys, names)
+    stamps = meta.created_column or meta.updated_column
+    written = _written(meta, _field_values(model, [row])[0], utc_now() if stamps else None)
     conn = routing.resolve(model)
-    stmt, _ = _upsert_statement(meta, conn.dialect, names, conflict_keys,
-                                _updated(meta, names, conflict_keys, update_columns), None)
-    with atomic(conn) as frame:
+    names = tuple(written)
+    key = (meta.table, conn.dialect, names, tuple(conflict_keys),
+           None if update_columns is None else tuple(update_columns))
+    stmt = _one_row.get(key)
+    if stmt is None:
+        _check_conflict_keys(meta, conflict_keys, update_columns)
+        _require_conflict_keys(conflict_keys, names)
+        stmt, _ = _upsert_statement(meta, conn.dialect, names, conflict_keys,
+                                    _updated(meta, names, conflict_keys, update_columns), None)
+        if len(_one_row) >= _UPSERT_LIMIT:
+            _one_row.clear()
+        _one_row[key] = stmt
+    frame = current_frame(conn.name)
+    if frame is None or conn.read_only:
+        with atomic(conn) as frame:
+            fastpath.write(frame.sa_conn, stmt, written, names)
+    else:
+        frame.wrote = True
         fastpath.write(frame.sa_conn, stmt, written, names)
     return 1
 
@@ -221,6 +236,8 @@ def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], b
 
 # upsert statements by (table, dialect, columns, conflict keys, update, rows)
 _upserts: dict[tuple[Any, ...], tuple[Any, tuple[str, ...]]] = {}
+# one-row upserts by (table, dialect, columns, conflict keys, update_columns as given)
+_one_row: dict[tuple[Any, ...], Any] = {}
 _UPSERT_LIMIT = 64
 
 
