@@ -133,7 +133,7 @@ def load(rows, origin):
 
 def _defaults_of_private_attributes(record: Any, _context: Any) -> None:
     """Private attributes at their defaults, through pydantic's public ``ModelPrivateAttr``."""
-    private = {}
+    private: dict[str, Any] = {}
     for name, attribute in record.__private_attributes__.items():
         factory = attribute.default_factory
         if factory is not None:
