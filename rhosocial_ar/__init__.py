@@ -15,6 +15,7 @@
 from .connections import Connection, ConnectionManager, get_connection
 from .errors import (
     ARError,
+    CommandError,
     ConfigurationError,
     ConnectionNotFound,
     CrossConnectionError,
@@ -44,6 +45,7 @@ __all__ = [
     "ARError",
     "ActiveRecord",
     "BelongsTo",
+    "CommandError",
     "ConfigurationError",
     "Connection",
     "ConnectionManager",
