@@ -33,6 +33,8 @@ SERVER_URLS = {
     ),
 }
 BACKENDS = ["sqlite", "postgresql", "mysql"]
+# the backends this run tests (--backends): the version matrix of .ci/run runs SQLite alone
+SELECTED_BACKENDS = list(BACKENDS)
 
 _server_state: dict[str, str | None] = {}
 _session_lock: list[Any] = []
@@ -53,6 +55,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", default=False,
                      help="also run the long load tests (marker soak); so does RHOSOCIAL_AR_SOAK_SECONDS=N")
+    parser.addoption("--backends", default=",".join(BACKENDS), metavar="NAMES",
+                     help="comma-separated backends to test (default: all three); the tests of the "
+                          "others are deselected, or skipped when they ask for a server themselves")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    names = [n.strip() for n in config.getoption("--backends").split(",") if n.strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown or not names:
+        raise pytest.UsageError(f"--backends: expected some of {', '.join(BACKENDS)}, got {unknown or names}")
+    SELECTED_BACKENDS[:] = names
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +124,8 @@ def _missing(message: str) -> None:
 
 
 def require_backend(backend: str) -> None:
+    if backend not in SELECTED_BACKENDS:   # left out on purpose: not a missing server
+        pytest.skip(f"{backend} not selected (--backends={','.join(SELECTED_BACKENDS)})")
     problem = server_problem(backend)
     if problem is not None:
         _missing(f"DATABASE SERVER UNREACHABLE, tests on it did not run: {problem}")
@@ -152,13 +167,18 @@ class Backend:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``@pytest.mark.backends('postgresql', ...)``: no test for the other backends at all."""
+    """``@pytest.mark.backends('postgresql', ...)``: no test for the other backends at all.
+
+    Nor for the backends left out by ``--backends``.
+    """
     kept, dropped = [], []
     for item in items:
         marker = item.get_closest_marker("backends")
         callspec = getattr(item, "callspec", None)
-        name = callspec.params.get("backend") if callspec is not None else None
-        (dropped if marker is not None and name is not None and name not in marker.args
+        params = callspec.params if callspec is not None else {}
+        name = params.get("backend", params.get("backend_name"))
+        (dropped if name is not None and (name not in SELECTED_BACKENDS
+                                          or (marker is not None and name not in marker.args))
          else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
