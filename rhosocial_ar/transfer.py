@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import bulk, dialects, routing
+from .compat import add_note
 from .errors import ConfigurationError, QueryError
 from .query import Query
 from .transaction import Transaction
@@ -216,8 +217,8 @@ def _batches(query: Query[Any], reader: _Reader, strategy: str, source_name: str
                 break
             except sa.exc.DBAPIError as exc:
                 if not dialects.is_retryable(exc) or attempt == retries:
-                    exc.add_note(f"transfer(): the batch after {last} was rolled back on both "
-                                 f"sides after {attempt + 1} attempt(s); no row of it moved")
+                    add_note(exc, f"transfer(): the batch after {last} was rolled back on both "
+                                  f"sides after {attempt + 1} attempt(s); no row of it moved")
                     raise
                 log.info("transfer(): batch after %s hit %s, retrying", last,
                          type(exc.orig).__name__)
