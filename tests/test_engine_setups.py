@@ -39,6 +39,7 @@ from rhosocial_ar import (
     transfer,
     two_phase,
 )
+from rhosocial_ar.fastpath import internals
 from tests.conftest import SERVER_URLS, Backend, make_tables, require_backend
 from tests.test_twophase_crash import in_doubt
 
@@ -233,6 +234,7 @@ class Tenants:
 def tenants(tmp_path: Any) -> Iterator[Tenants]:
     made = Tenants(tmp_path)
     ConnectionManager.reset()
+    internals.reset()       # a verdict left by an earlier test would hide the fast path
     try:
         yield made
     finally:

@@ -30,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 
 from rhosocial_ar import ConnectionManager
+from rhosocial_ar.fastpath import internals
 from tests.conftest import Backend, make_tables
 from tests.test_engine_setups import Boom, TenantItem, TenantOwner
 
@@ -173,6 +174,7 @@ def watched(backend: Backend) -> Iterator[Callable[..., sa.Engine]]:
         return engine
 
     ConnectionManager.reset()
+    internals.reset()       # a verdict left by an earlier test would hide the fast path
     try:
         yield make
     finally:

@@ -224,6 +224,18 @@ def test_an_autocommit_engine(backend, engines):
 
 # -- the fast path switched off -----------------------------------------------------------
 
+@pytest.fixture
+def internals() -> Iterator[Any]:
+    """The fence's verdict module; its verdict is forgotten before and after the test."""
+    from rhosocial_ar.fastpath import internals as module
+
+    module.reset()
+    try:
+        yield module
+    finally:
+        module.reset()
+
+
 def sent_through_sqlalchemy(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Statements that reach the dialect's ``do_execute``/``do_executemany`` (not an event:
     the dialect's own methods, wrapped on this engine's dialect)."""
@@ -247,8 +259,11 @@ def fresh_workload() -> list[Any]:
 
 
 @pytest.mark.parametrize("config", ["url", "engine"])
-def test_the_fast_path_switched_off(backend, engines, config, monkeypatch):
-    """``fast_path: False``: every statement goes through ``Connection.execute``; same results."""
+def test_the_fast_path_switched_off(backend, engines, internals, config, monkeypatch):
+    """``fast_path: False``: every statement goes through ``Connection.execute``; same results.
+
+    (``internals``: a verdict an earlier test left behind would keep the fast path off.)
+    """
     counting = COUNTING_CONNECT_ARGS[backend.name]
 
     def configure(**extra: Any) -> sa.Engine:
@@ -367,18 +382,6 @@ def _internals_to_take_away() -> dict[str, tuple[Any, str]]:
 
 
 INTERNALS = list(_internals_to_take_away())
-
-
-@pytest.fixture
-def internals() -> Iterator[Any]:
-    """The fence's verdict module; its verdict is forgotten before and after the test."""
-    from rhosocial_ar.fastpath import internals as module
-
-    module.reset()
-    try:
-        yield module
-    finally:
-        module.reset()
 
 
 @pytest.mark.parametrize("internal", INTERNALS)
