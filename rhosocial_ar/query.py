@@ -24,7 +24,7 @@ from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .meta import ModelMeta
 from .mixins import utc_now
 from .relation import eager_load, relations_of
-from .transaction import atomic
+from .transaction import atomic, current_frame
 
 if TYPE_CHECKING:
     from .model import ActiveRecord
@@ -654,10 +654,18 @@ class Query(Generic[M]):
         conn = routing.get_connection(self._connection_name())
         if self._exprs or self._uncached:
             self._check_single_connection(conn.name, extra)
-        with atomic(conn) as frame:
-            if self._uncached:    # a statement of its own: SQLAlchemy's cache knows it, ours not
-                return int(frame.sa_conn.execute(stmt, params).rowcount)
-            return fastpath.write(frame.sa_conn, stmt, params)
+        frame = current_frame(conn.name)
+        if frame is None or conn.read_only:       # a transaction of its own (read-only: refused)
+            with atomic(conn) as frame:
+                return _run_write(frame.sa_conn, stmt, params, self._uncached)
+        frame.wrote = True
+        return _run_write(frame.sa_conn, stmt, params, self._uncached)
+
+
+def _run_write(sa_conn: Any, stmt: Any, params: dict[str, Any], uncached: bool) -> int:
+    if uncached:    # a statement of its own: SQLAlchemy's cache knows it, ours not
+        return int(sa_conn.execute(stmt, params).rowcount)
+    return fastpath.write(sa_conn, stmt, params)
 
 
 def _non_negative(what: str, value: Any) -> int:
