@@ -26,7 +26,12 @@ from rhosocial_ar import ConnectionManager, Transaction, get_connection
 from tests.conftest import Backend, make_tables
 from tests.models import Event, User
 from tests.test_engine_setups import Boom, TenantItem
-from tests.test_engine_setups_listeners import CONTROL, COUNTING_CONNECT_ARGS, TALLY, verb
+from tests.test_engine_setups_listeners import (
+    CONTROL,
+    COUNTING_CONNECT_ARGS,
+    TALLY,
+    sent_through_sqlalchemy,
+)
 from tests.test_execution import workload
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,23 +239,6 @@ def internals() -> Iterator[Any]:
         yield module
     finally:
         module.reset()
-
-
-def sent_through_sqlalchemy(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Statements that reach the dialect's ``do_execute``/``do_executemany`` (not an event:
-    the dialect's own methods, wrapped on this engine's dialect)."""
-    through: list[str] = []
-    dialect = engine.dialect
-    for name in ("do_execute", "do_executemany"):
-        real = getattr(dialect, name)
-
-        def wrapped(cursor: Any, statement: str, *args: Any, _real: Any = real) -> Any:
-            if verb(statement) not in CONTROL:
-                through.append(statement)
-            return _real(cursor, statement, *args)
-
-        monkeypatch.setattr(dialect, name, wrapped)
-    return through
 
 
 def fresh_workload() -> list[Any]:
