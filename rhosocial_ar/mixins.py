@@ -6,9 +6,11 @@
     post.delete()                 # UPDATE posts SET deleted_at=... (hidden from queries)
     Post.with_deleted().all()     # includes it
     post.restore()
-"""
 
-from __future__ import annotations
+The annotations are real types, not strings (no ``from __future__ import
+annotations``): pydantic before 2.9 evaluates inherited string annotations in
+the subclass's module, where ``datetime`` is often ``datetime.datetime``.
+"""
 
 import datetime
 from typing import Any, ClassVar
