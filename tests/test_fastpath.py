@@ -127,20 +127,44 @@ def check_hidden_internal(cls, name, db, monkeypatch, caplog) -> None:
     assert name in (internals.disabled_reason() or "")
 
 
-def test_an_internal_that_misbehaves_at_run_time_turns_the_fast_path_off(
+def test_statements_that_cannot_be_prepared_go_through_sqlalchemy_with_one_warning(
         db, monkeypatch, fresh_verdict, caplog):
     fast = run_fresh(db)
 
     def broken(self, compiled, keys=()):
         raise KeyError("age")          # what SQLAlchemy 2.0.36 did to Prepared
 
+    calls = []
+    real_run = execution._run
     monkeypatch.setattr(execution.Prepared, "__init__", broken)
+    monkeypatch.setattr(execution, "_run", lambda *a, **k: calls.append(1) or real_run(*a, **k))
     internals.reset()
     with caplog.at_level(logging.WARNING, logger="rhosocial_ar"):
         assert run_fresh(db) == fast
     warnings = [r for r in caplog.records if r.name == "rhosocial_ar"]
     assert len(warnings) == 1 and "KeyError" in warnings[0].getMessage()
-    assert internals.usable() is False
+    assert calls == []                 # every statement went through SQLAlchemy
+    assert internals.usable() is True  # the probe found nothing wrong with SQLAlchemy itself
+
+
+def test_a_statement_that_cannot_be_prepared_costs_only_itself(db, monkeypatch, fresh_verdict):
+    make_tables(Owner)
+    Owner.create(name="a", age=1)
+    real = execution.Prepared.__init__
+
+    def picky(self, compiled, keys=()):
+        if "age > " in compiled.string:
+            raise KeyError("age")
+        real(self, compiled, keys)
+
+    calls = []
+    real_run = execution._run
+    monkeypatch.setattr(execution.Prepared, "__init__", picky)
+    monkeypatch.setattr(execution, "_run", lambda *a, **k: calls.append(1) or real_run(*a, **k))
+    assert Owner.where("age > ?", 0).pluck("name") == ["a"]
+    assert calls == []
+    assert Owner.where("age = ?", 1).pluck("name") == ["a"]
+    assert calls == [1]
 
 
 def test_the_fast_path_can_be_switched_off_per_connection(db):

@@ -284,9 +284,9 @@ def _prepare(stmt: Any, dialect: Any, keys: Iterable[str]) -> Prepared | None:
         return None
     try:
         found = Prepared(compiled, key[2]) if _eligible(stmt, compiled) else None
-    except Exception as exc:  # an internal that changed: SQLAlchemy runs everything from now on
-        internals.fail(f"preparing {compiled.string[:80]!r}: {type(exc).__name__}: {exc}")
-        return None
+    except Exception as exc:  # SQLAlchemy runs this statement, from now on (see internals)
+        internals.unprepared(f"{compiled.string[:80]!r}: {type(exc).__name__}: {exc}")
+        found = None
     if len(_prepared) >= _CACHE_LIMIT:
         _prepared.clear()
     _prepared[key] = found

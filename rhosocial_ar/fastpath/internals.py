@@ -35,7 +35,9 @@ pydantic (loading.py)
 
 If one is missing or misbehaves, the library logs one warning on the
 ``rhosocial_ar`` logger and every statement goes through
-``Connection.execute``: slower, never wrong. ``tests/test_fastpath.py``
+``Connection.execute``: slower, never wrong. A statement that fails to be
+prepared at run time goes through ``Connection.execute`` too, with one
+warning for all of them (``unprepared``). ``tests/test_fastpath.py``
 checks each name on the installed versions.
 """
 
@@ -51,7 +53,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.dialects import sqlite
 
-__all__ = ["check", "disabled_reason", "fail", "reset", "usable"]
+__all__ = ["check", "disabled_reason", "reset", "unprepared", "usable"]
 
 log = logging.getLogger("rhosocial_ar")
 
@@ -59,6 +61,7 @@ _lock = threading.Lock()
 # None: not probed yet; True: the fast path may run; False: SQLAlchemy runs everything
 _verdict: bool | None = None
 _reason: str | None = None
+_unprepared_warned = False
 # run when the verdict is reset, to drop what was prepared under the old one
 _on_reset: list[Callable[[], None]] = []
 
@@ -76,11 +79,27 @@ def usable() -> bool:
     return bool(_verdict)
 
 
-def fail(what: str) -> None:
-    """An internal misbehaved at run time: warn once, and SQLAlchemy runs every statement."""
+def unprepared(what: str) -> None:
+    """A statement the fast path could not prepare: SQLAlchemy runs it from now on.
+
+    An internal that changed makes every statement fail here, so every one
+    goes through SQLAlchemy, with one warning; a statement of its own kind
+    (text SQLAlchemy reads otherwise than this release assumed) costs only
+    itself. The probe runs again: if it now finds a problem, everything goes
+    through SQLAlchemy at once.
+    """
+    global _unprepared_warned
+    problems = check()
     with _lock:
-        if _verdict is not False:
-            _disable(what)
+        if problems:
+            if _verdict is not False:
+                _disable("; ".join(problems))
+            return
+        if not _unprepared_warned:
+            _unprepared_warned = True
+            log.warning("rhosocial_ar: a statement the fast path could not prepare goes through "
+                        "SQLAlchemy's Connection.execute (slower, same results), as will any "
+                        "other such: %s", what)
 
 
 def disabled_reason() -> str | None:
@@ -89,8 +108,10 @@ def disabled_reason() -> str | None:
 
 def reset() -> None:
     """Forget the verdict and what was prepared under it; the next statement probes again."""
+    global _unprepared_warned
     with _lock:
         _set(None, None)
+        _unprepared_warned = False
     for forget in _on_reset:
         forget()
 
