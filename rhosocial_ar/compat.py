@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["add_note"]
 
 
@@ -18,7 +20,7 @@ def add_note(exc: BaseException, note: str) -> None:
     There the note goes into ``__notes__`` by hand, where 3.11's tracebacks and
     the ``exceptiongroup`` backport look for it.
     """
-    if hasattr(exc, "add_note"):
+    if sys.version_info >= (3, 11):
         exc.add_note(note)
-    else:
-        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+    else:   # through __dict__: 3.10's BaseException declares no __notes__
+        exc.__dict__.setdefault("__notes__", []).append(note)
