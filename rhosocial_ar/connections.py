@@ -18,6 +18,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import ArgumentError
 
 from . import dialects, fastpath
+from .compat import add_note
 from .errors import ConfigurationError, ConnectionNotFound, PoolExhausted
 
 __all__ = ["Connection", "ConnectionManager", "get_connection"]
@@ -66,7 +67,7 @@ class Connection:
         except sa.exc.TimeoutError as exc:
             raise PoolExhausted(f"connection {self.name!r}: {fastpath.pool_text(self.engine.pool)}") from exc
         except sa.exc.DBAPIError as exc:
-            exc.add_note(f"rhosocial_ar connection {self.name!r} at {self.safe_url}")
+            add_note(exc, f"rhosocial_ar connection {self.name!r} at {self.safe_url}")
             raise
 
     @property

@@ -267,6 +267,11 @@ def _eligible(stmt: Any, compiled: Any) -> bool:
         or compiled.literal_execute_params
         or (compiled.post_compile_params and compiled.escaped_bind_names)
         or compiled.insert_prefetch or compiled.update_prefetch
+        # before 2.0.55 and 2.1.2 SQLAlchemy took literal '%(name)s' text for a parameter
+        # on qmark/numeric dialects (its issue 13609): a position with no bind, which its
+        # own execute fails on too; that statement alone is left to it
+        or (compiled.positional
+            and not set(compiled.positiontup) <= set(compiled.bind_names.values()))
     )
 
 
