@@ -57,8 +57,7 @@ def _add_demo(commands: Any) -> None:
     )
     parser.add_argument(
         "--chinook", type=Path, default=None, metavar="PATH",
-        help="Chinook_Sqlite.sqlite to load (default: ../shared/data/chinook/ beside "
-        "the repository or the current directory)",
+        help="Chinook_Sqlite.sqlite to load (default: the copy shipped with the package)",
     )
     parser.add_argument(
         "--catalog-url", default=None, metavar="URL",

@@ -55,7 +55,8 @@ from .errors import CommandError, describe_error
 
 __all__ = ["find_chinook", "migration_app", "run"]
 
-CHINOOK_FILE = Path("shared", "data", "chinook", "Chinook_Sqlite.sqlite")
+# the Chinook sample (MIT licence, LICENSE.md beside it), shipped as package data
+CHINOOK_FILE = Path(__file__).resolve().parent / "data" / "chinook" / "Chinook_Sqlite.sqlite"
 # the project's top-level migrations: the demo's chains 'catalog' and 'sales'
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -67,18 +68,11 @@ class _Undo(Exception):
 # -- setting up -------------------------------------------------------------------
 
 def find_chinook(explicit: Path | None) -> Path:
-    """The Chinook file: ``explicit``, else ``../shared/data/chinook/`` beside the repo or cwd."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise CommandError(f"Chinook database not found at {explicit}")
-        return explicit
-    repo = Path(__file__).resolve().parent.parent
-    candidates = [repo.parent / CHINOOK_FILE, Path.cwd().parent / CHINOOK_FILE]
-    for path in candidates:
-        if path.is_file():
-            return path
-    looked = ", ".join(dict.fromkeys(str(p) for p in candidates))
-    raise CommandError(f"Chinook database not found (looked at {looked}); pass --chinook PATH")
+    """The Chinook file: ``explicit``, else the copy shipped in the package (MIT, see its LICENSE.md)."""
+    path = explicit if explicit is not None else CHINOOK_FILE
+    if not path.is_file():
+        raise CommandError(f"Chinook database not found at {path}")
+    return path
 
 
 def find_migrations() -> Path:
