@@ -320,10 +320,10 @@ class Query(Generic[M]):
             clauses.append(column.is_(None) if self._scope == "live" else column.is_not(None))
         return clauses, self._params()
 
-    def _params(self, exprs: tuple[tuple[Any, tuple[Any, ...]], ...] | None = None) -> dict[str, Any]:
+    def _params(self) -> dict[str, Any]:
         """The values of the conditions, and of the expressions' parameters by position."""
         params = dict(self._args)
-        for i, (_, binds) in enumerate(self._exprs if exprs is None else exprs):
+        for i, (_, binds) in enumerate(self._exprs):
             for j, bind in enumerate(binds):
                 params[f"_ar_e{i}_{j}"] = bind.effective_value
         return params
