@@ -30,6 +30,7 @@ from .errors import (
     TwoPhaseAborted,
     TwoPhaseNotSupported,
     UnknownColumnError,
+    ValueNotStorable,
 )
 from .mixins import IntegerPKMixin, OptimisticLockMixin, SoftDeleteMixin, TimestampMixin
 from .model import ActiveRecord
@@ -73,6 +74,7 @@ __all__ = [
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
+    "ValueNotStorable",
     "get_connection",
     "recover",
     "transfer",

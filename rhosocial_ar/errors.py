@@ -30,6 +30,7 @@ __all__ = [
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
+    "ValueNotStorable",
     "describe_error",
 ]
 
@@ -111,3 +112,7 @@ def describe_error(exc: BaseException) -> str:
         shown = orig if isinstance(orig, BaseException) else exc
         text = f"{type(shown).__name__}: {shown}"
     return " ".join(text.split())
+
+
+class ValueNotStorable(ARError, ValueError):
+    """A value does not fit its column (too long, out of range, too many digits); nothing was written."""
