@@ -417,6 +417,7 @@ class ActiveRecord(BaseModel):
                 return self._insert()
         frame.wrote = True
         values = self.__dict__
+        meta.fit(values)   # refuses a value that does not fit, before anything is sent
         state = meta.unsaved_state if self._ar_origin is None else None
         for name in meta.bookkeeping:
             if values.get(name, _MISSING) is not None:
@@ -472,6 +473,7 @@ class ActiveRecord(BaseModel):
                 return 0
         else:
             changes = {only: self.__dict__[only]}
+        meta.fit(changes, self.__dict__)   # as in an insert
         conn = self._connection()
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
