@@ -362,7 +362,7 @@ class ActiveRecord(BaseModel):
         values = self.__dict__
         return {n: values[n] for n in type(self).model_fields if n in values}
 
-    def _connection(self) -> Any:
+    def _ar_connection(self) -> Any:
         """Where this record writes: a block's override, where it came from, or its model's."""
         cls = type(self)
         return routing.get_connection(
@@ -394,7 +394,7 @@ class ActiveRecord(BaseModel):
         """Insert or update (changed columns only); returns the rows written."""
         hooks = type(self).__ar_meta__.hooks
         if not hooks:
-            return self._insert() if self._ar_saved is None else self._update()
+            return self._ar_insert() if self._ar_saved is None else self._ar_update()
         if "before_validate" in hooks:
             self.before_validate()
         if "before_save" in hooks:
@@ -402,19 +402,19 @@ class ActiveRecord(BaseModel):
         if self._ar_saved is None:
             if "before_create" in hooks:
                 self.before_create()
-            return self._insert()
+            return self._ar_insert()
         if "before_update" in hooks:
             self.before_update()
-        return self._update()
+        return self._ar_update()
 
-    def _insert(self) -> int:
+    def _ar_insert(self) -> int:
         # one flat method: it runs for every record created
         meta = type(self).__ar_meta__
-        conn = self._connection()
+        conn = self._ar_connection()
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
             with atomic(conn):          # a transaction of its own (read-only: refused)
-                return self._insert()
+                return self._ar_insert()
         frame.wrote = True
         values = self.__dict__
         meta.fit(values)   # refuses a value that does not fit, before anything is sent
@@ -460,7 +460,7 @@ class ActiveRecord(BaseModel):
         if meta.lock_column and values.get(meta.lock_column) is None:
             values[meta.lock_column] = 0
 
-    def _update(self, only: str | None = None, before: Any = None,
+    def _ar_update(self, only: str | None = None, before: Any = None,
                 hooks: tuple[str, ...] = ("after_update", "after_save")) -> int:
         """UPDATE the changed columns (or just ``only``) under the lock, then run ``hooks``."""
         # one flat method: it runs for every record saved
@@ -474,16 +474,16 @@ class ActiveRecord(BaseModel):
         else:
             changes = {only: self.__dict__[only]}
         meta.fit(changes, self.__dict__)   # as in an insert
-        conn = self._connection()
+        conn = self._ar_connection()
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
             with atomic(conn):          # a transaction of its own (read-only: refused)
-                return self._update(only, before, hooks)
+                return self._ar_update(only, before, hooks)
         pks = meta.pk_names
-        if len(pks) == 1 and saved.get(pks[0]) is not None:   # _pk_params(), its common case
+        if len(pks) == 1 and saved.get(pks[0]) is not None:   # _ar_pk_params(), its common case
             params = {_PK_0: saved[pks[0]]}
         else:
-            params = self._pk_params(saved, "update")
+            params = self._ar_pk_params(saved, "update")
         if before is None:   # an UPDATE never writes the key; only these in place
             before = (self._ar_state(meta.update_bookkeeping) if meta.update_bookkeeping
                       else (saved, self._ar_origin, (), _NOTHING_KEPT))
@@ -502,7 +502,7 @@ class ActiveRecord(BaseModel):
         count = fastpath.write(frame.sa_conn, stmt, params)
         if meta.lock_column and count == 0:
             raise StaleObjectError(
-                f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
+                f"{cls.__name__} {self._ar_pk_text(saved, meta.pk_names)} was changed or "
                 f"deleted by someone else since it was loaded (version {saved[meta.lock_column]})"
             )
         if only is None:   # the record is the row now, as after an insert
@@ -527,7 +527,7 @@ class ActiveRecord(BaseModel):
                 if name in meta.server_defaults:
                     self.__dict__[name] = value
 
-    def _pk_params(self, saved: dict[str, Any], action: str) -> dict[str, Any]:
+    def _ar_pk_params(self, saved: dict[str, Any], action: str) -> dict[str, Any]:
         pks = type(self).__ar_meta__.require_pk(action)
         if len(pks) == 1:
             key = saved.get(pks[0])
@@ -538,7 +538,7 @@ class ActiveRecord(BaseModel):
         raise QueryError(f"cannot {action} a record loaded without its primary key {pks}")
 
     @staticmethod
-    def _pk_text(saved: dict[str, Any], pks: Sequence[str]) -> str:
+    def _ar_pk_text(saved: dict[str, Any], pks: Sequence[str]) -> str:
         return ", ".join(f"{n}={saved[n]!r}" for n in pks)
 
     def _ar_state(self, names: tuple[str, ...] | None = None) -> tuple[Any, ...]:
@@ -574,34 +574,34 @@ class ActiveRecord(BaseModel):
             # only deleted_at is written; other pending changes stay pending
             before = self._ar_state()
             self._ar_own_values()[meta.soft_delete_column] = utc_now()
-            return self._update(only=meta.soft_delete_column, before=before,
+            return self._ar_update(only=meta.soft_delete_column, before=before,
                                 hooks=("after_destroy",))
-        return self._hard_delete()
+        return self._ar_hard_delete()
 
     def hard_delete(self) -> int:
         """Delete the row for real, also on soft-delete models."""
         if self.is_new_record:
             raise QueryError(f"cannot delete a {type(self).__name__} that was never saved")
         self.before_destroy()
-        return self._hard_delete()
+        return self._ar_hard_delete()
 
-    def _hard_delete(self) -> int:
+    def _ar_hard_delete(self) -> int:
         cls = type(self)
         meta = cls.__ar_meta__
         saved: dict[str, Any] = self._ar_saved
-        params = self._pk_params(saved, "delete")
+        params = self._ar_pk_params(saved, "delete")
         before = self._ar_state()
         stmt = meta.delete_stmt
         if meta.lock_column:
             stmt = meta.locked_delete_stmt
             params["_ar_lock"] = saved[meta.lock_column]
-        conn = self._connection()
+        conn = self._ar_connection()
         with atomic(conn) as frame:
             frame.enlist(self, before)
             count = fastpath.write(frame.sa_conn, stmt, params)
             if meta.lock_column and count == 0:
                 raise StaleObjectError(
-                    f"{cls.__name__} {self._pk_text(saved, meta.pk_names)} was changed or "
+                    f"{cls.__name__} {self._ar_pk_text(saved, meta.pk_names)} was changed or "
                     f"deleted by someone else since it was loaded"
                 )
             _set(self, "_ar_saved", None)
@@ -617,7 +617,7 @@ class ActiveRecord(BaseModel):
             raise QueryError(f"cannot refresh a {cls.__name__} that was never saved")
         pks = meta.require_pk("refresh")
         key = tuple(saved[n] for n in pks)
-        origin = self._connection().name
+        origin = self._ar_connection().name
         query = Query(cls).using(origin).with_deleted()
         fresh = query.find(*key)
         self._ar_own_values().update(fresh.__dict__)
