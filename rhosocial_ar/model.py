@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 
 from . import bulk, fastpath, registry, routing
-from .errors import QueryError, RecordNotFound, StaleObjectError
+from .errors import ConfigurationError, QueryError, RecordNotFound, StaleObjectError
 from .fastpath import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
 from .mixins import utc_now
@@ -116,6 +116,7 @@ class ActiveRecord(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        _check_reserved_names(cls)
         if cls.__dict__.get("__abstract__", False):
             return
         fields: dict[str, FieldInfo] = dict(cls.model_fields)
@@ -637,6 +638,17 @@ class ActiveRecord(BaseModel):
     def after_destroy(self) -> None: ...
     def after_commit(self) -> None: ...
     def after_rollback(self) -> None: ...
+
+
+def _check_reserved_names(cls: type) -> None:
+    """The library keeps its private names on a model under ``_ar_``; a model may not reuse one."""
+    taken = [n for n in (*vars(cls), *getattr(cls, "__private_attributes__", ()))
+             if n.startswith("_ar_")]
+    if taken:
+        raise ConfigurationError(
+            f"{cls.__name__}: names starting with '_ar_' belong to rhosocial_ar "
+            f"({', '.join(sorted(set(taken)))}); rename them"
+        )
 
 
 # the slots' own setters: faster than object.__setattr__ on the per-record paths
