@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -112,6 +114,10 @@ class ActiveRecord(BaseModel):
         return values
 
     # -- class creation -----------------------------------------------------
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _spell_classvars(cls)   # before pydantic reads the annotations
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -293,7 +299,9 @@ class ActiveRecord(BaseModel):
             values = () if params is None else tuple(params) if isinstance(
                 params, list | tuple) else (params,)
             names = tuple(f"raw_{i}" for i in range(len(values)))
-            clause, bound = _fragment(sql, names), dict(zip(names, values, strict=True))
+            # typed by the values, as in where('... ?', value) (query.py)
+            kinds = tuple(type(v) for v in values)
+            clause, bound = _fragment(sql, names, kinds), dict(zip(names, values, strict=True))
         meta = cls.__ar_meta__
         typed = clause.columns(**meta.column_types)  # text() results are untyped otherwise
 
@@ -639,6 +647,28 @@ class ActiveRecord(BaseModel):
     def after_commit(self) -> None: ...
     def after_rollback(self) -> None: ...
 
+
+_DOTTED_CLASSVAR = re.compile(r"\s*(?:\w+\.)+ClassVar\[")
+
+
+@functools.cache
+def _pydantic_misses_dotted_classvar() -> bool:
+    """Whether this pydantic takes the string ``'typing.ClassVar[...]'`` for a field (older 2.x do)."""
+    namespace = {"__module__": __name__, "__annotations__": {"probe": "typing.ClassVar[int]"}, "probe": 0}
+    metaclass: Any = type(BaseModel)
+    probe = metaclass("Probe", (BaseModel,), namespace)
+    return "probe" in probe.model_fields
+
+
+def _spell_classvars(cls: type) -> None:
+    """``'typing.ClassVar[X]'`` as ``'ClassVar[X]'``, where pydantic only knows the latter."""
+    annotations = cls.__dict__.get("__annotations__")
+    if not annotations:
+        return
+    dotted = [n for n, a in annotations.items() if isinstance(a, str) and _DOTTED_CLASSVAR.match(a)]
+    if dotted and _pydantic_misses_dotted_classvar():
+        for name in dotted:
+            annotations[name] = _DOTTED_CLASSVAR.sub("ClassVar[", annotations[name], count=1)
 
 def _check_reserved_names(cls: type) -> None:
     """The library keeps its private names on a model under ``_ar_``; a model may not reuse one."""

@@ -18,6 +18,7 @@ cached on the record.
 
 from __future__ import annotations
 
+import ast
 import sys
 import typing
 from collections import defaultdict
@@ -241,26 +242,62 @@ def _single_pk(model: Any) -> str:
 
 
 def _target_from_annotation(annotation: Any) -> type | str | None:
-    """``ClassVar[HasMany['Post']]`` -> 'Post' (also from a string annotation)."""
+    """``ClassVar[HasMany['Post']]`` -> 'Post', however much of it is a string.
+
+    Strings are parsed, not evaluated: ``"ar.HasMany[Post]"``,
+    ``"typing.ClassVar[ar.HasMany['Post']]"`` and ``ClassVar["HasMany[Post]"]``
+    all name 'Post' (a dotted name gives its last part).
+    """
     if annotation is None:
         return None
+    if isinstance(annotation, typing.ForwardRef):
+        annotation = annotation.__forward_arg__
     if isinstance(annotation, str):
-        inner = annotation
-        for wrapper in ("ClassVar[", "typing.ClassVar["):
-            if inner.startswith(wrapper) and inner.endswith("]"):
-                inner = inner[len(wrapper):-1]
-        if "[" in inner and inner.endswith("]"):
-            return inner[inner.index("[") + 1:-1].strip().strip("'\"") or None
-        return None
+        return _target_from_text(annotation)
     if typing.get_origin(annotation) is typing.ClassVar:
-        annotation = typing.get_args(annotation)[0]
+        args = typing.get_args(annotation)
+        return _target_from_annotation(args[0]) if args else None
     args = typing.get_args(annotation)
     if not args:
         return None
     arg = args[0]
     if isinstance(arg, typing.ForwardRef):
-        return arg.__forward_arg__
-    return arg if isinstance(arg, type | str) else None
+        return _name_of(arg.__forward_arg__)
+    if isinstance(arg, str):
+        return _name_of(arg)
+    return arg if isinstance(arg, type) else None
+
+
+def _target_from_text(text: str) -> str | None:
+    """The model named in the text of ``[ClassVar[]Relation[Model][]]``."""
+    try:
+        node: ast.expr | None = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Subscript) and _last_part(node.value) == "ClassVar":
+        node = node.slice
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):   # ClassVar['HasMany[Post]']
+        return _target_from_text(node.value)
+    if not isinstance(node, ast.Subscript):
+        return None
+    target = node.slice
+    if isinstance(target, ast.Constant) and isinstance(target.value, str):
+        return _name_of(target.value)
+    return _last_part(target)
+
+
+def _last_part(node: ast.expr) -> str | None:
+    """'Post' for ``Post`` and ``models.Post``; None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _name_of(text: str) -> str | None:
+    name = text.strip().rpartition(".")[2]
+    return name if name.isidentifier() else None
 
 
 def _resolve(owner: Any, name: str) -> type:
