@@ -38,9 +38,11 @@ from .query import Query
 from .recovery import RecoveryReport, recover
 from .relation import BelongsTo, HasMany, HasOne
 from .schema import Field
+from .scope import request_scope
 from .transaction import Transaction
 from .transfer import TransferResult, transfer
 from .twophase import two_phase
+from .web import RequestScopeMiddleware
 
 __all__ = [
     "ARError",
@@ -65,6 +67,7 @@ __all__ = [
     "ReadOnlyError",
     "RecordNotFound",
     "ReplicaUnavailableWarning",
+    "RequestScopeMiddleware",
     "SoftDeleteMixin",
     "StaleObjectError",
     "TimestampMixin",
@@ -77,6 +80,7 @@ __all__ = [
     "ValueNotStorable",
     "get_connection",
     "recover",
+    "request_scope",
     "transfer",
     "two_phase",
 ]

@@ -9,7 +9,8 @@
         __read_connection__ = 'replica'         # reads, unless read-your-writes applies
 
 Overrides live in a ``ContextVar``: per thread and per asyncio task, nested
-blocks restore the previous choice on exit, also on exceptions. Reads of a
+blocks restore the previous choice on exit, also on exceptions; inside
+``request_scope()`` the copies of a web request's context share them (scope.py). Reads of a
 model with ``__read_connection__`` go to the replica, except inside a
 transaction on the primary and for ``__read_your_writes__`` seconds after
 this context last wrote to the primary; a replica that cannot be reached
@@ -22,16 +23,15 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from .connections import Connection, get_connection
 from .errors import ReplicaUnavailableWarning
+from .scope import ContextMap
 from .transaction import current_frame, last_write, reading
 
 __all__ = [
@@ -47,20 +47,18 @@ REPLICA_RETRY_SECONDS = 5.0
 _replica_down_until: dict[str, float] = {}
 _replica_lock = threading.Lock()
 
-_overrides: ContextVar[Mapping[type, str]] = ContextVar(
-    "rhosocial_ar_overrides", default=MappingProxyType({})
-)
+_overrides: ContextMap[type, str] = ContextMap("rhosocial_ar_overrides")
 
 
 @contextmanager
 def using_connection(model: type, name: str) -> Iterator[None]:
     """Route every operation of ``model`` (and its subclasses) to ``name`` in the block."""
     get_connection(name)  # fail before the block runs, not at the first query
-    token = _overrides.set({**_overrides.get(), model: name})
+    token = _overrides.put(model, name)
     try:
         yield
     finally:
-        _overrides.reset(token)
+        _overrides.reset(token)   # ARError in a context that never saw the block
 
 
 def override_for(model: Any) -> str | None:

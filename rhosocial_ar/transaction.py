@@ -8,7 +8,8 @@
 
 While a block is open, every operation any model routes to that connection
 runs inside it. The open transactions live in a ``ContextVar``, so each
-thread and each asyncio task has its own.
+thread and each asyncio task has its own; inside ``request_scope()`` the
+copies of a web request's context share them (scope.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
-from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
@@ -27,6 +26,7 @@ import sqlalchemy as sa
 from .connections import Connection, get_connection
 from .dialects import READ_ONLY_OPTION
 from .errors import ARError, ConfigurationError, ReadOnlyError
+from .scope import ContextMap
 
 __all__ = ["Transaction", "atomic", "current_frame"]
 
@@ -58,15 +58,10 @@ class Frame:
         self.records.append((record, state_before))
 
 
-_frames: ContextVar[Mapping[str, Frame]] = ContextVar(
-    "rhosocial_ar_frames", default=MappingProxyType({})
-)
-
+_frames: ContextMap[str, Frame] = ContextMap("rhosocial_ar_frames")
 
 # when this context last committed a write, per connection (for read-your-writes)
-_last_writes: ContextVar[Mapping[str, float]] = ContextVar(
-    "rhosocial_ar_last_writes", default=MappingProxyType({})
-)
+_last_writes: ContextMap[str, float] = ContextMap("rhosocial_ar_last_writes", balanced=False)
 
 
 def last_write(connection_name: str) -> float | None:
@@ -75,7 +70,7 @@ def last_write(connection_name: str) -> float | None:
 
 
 def _note_write(connection_name: str) -> None:
-    _last_writes.set({**_last_writes.get(), connection_name: time.monotonic()})
+    _last_writes.put(connection_name, time.monotonic())
 
 
 def current_frame(connection_name: str) -> Frame | None:
@@ -114,12 +109,16 @@ def _run_hooks(entries: list[tuple[Any, Any]], hook: str) -> None:
         raise first_error
 
 
-def bind(frame: Frame) -> Token[Mapping[str, Frame]]:
-    """Make ``frame`` the open transaction of its connection in this context."""
-    return _frames.set({**_frames.get(), frame.connection.name: frame})
+def bind(frame: Frame) -> Any:
+    """Make ``frame`` the open transaction of its connection in this context.
+
+    Returns the token ``unbind()`` takes (a ``contextvars.Token``, or a request scope's).
+    """
+    return _frames.put(frame.connection.name, frame)
 
 
-def unbind(token: Token[Mapping[str, Frame]]) -> None:
+def unbind(token: Any) -> None:
+    """Undo ``bind()``; ``ARError`` when this context cannot (a copy without the frame)."""
     _frames.reset(token)
 
 
@@ -134,6 +133,24 @@ def ended(frame: Frame, committed: bool) -> None:
         if frame.wrote:
             _note_write(frame.connection.name)
         _run_hooks(frame.records, "after_commit")
+
+
+def _end(frame: Frame, commit: bool) -> None:
+    """Commit or roll back a block's transaction or savepoint, then the bookkeeping."""
+    try:
+        if commit:
+            frame.sa_tx.commit()
+        else:
+            frame.sa_tx.rollback()
+    except BaseException:
+        # a failed COMMIT (e.g. a deferred constraint) rolled everything back
+        if frame.parent is None:
+            frame.sa_conn.close()
+        ended(frame, committed=False)
+        raise
+    if frame.parent is None:
+        frame.sa_conn.close()
+    ended(frame, committed=commit)
 
 
 class Transaction:
@@ -178,7 +195,7 @@ class Transaction:
         self.connection = connection
         self.isolation_level = isolation_level
         self._frame: Frame | None = None
-        self._token: Token[Mapping[str, Frame]] | None = None
+        self._token: Any = None
 
     def __enter__(self) -> Transaction:
         if self._frame is not None:
@@ -209,21 +226,14 @@ class Transaction:
         frame, token = self._frame, self._token
         assert frame is not None and token is not None
         self._frame = self._token = None
-        unbind(token)
         try:
-            if exc_type is None:
-                frame.sa_tx.commit()
-            else:
-                frame.sa_tx.rollback()
-        except BaseException:
-            # a failed COMMIT (e.g. a deferred constraint) rolled everything back
-            if frame.parent is None:
-                frame.sa_conn.close()
-            ended(frame, committed=False)
+            unbind(token)
+        except ARError:
+            # closed in a context that never saw the block: the work meant for it ran
+            # elsewhere, so none of the block is committed
+            _end(frame, commit=False)
             raise
-        if frame.parent is None:
-            frame.sa_conn.close()
-        ended(frame, committed=exc_type is None)
+        _end(frame, commit=exc_type is None)
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)
