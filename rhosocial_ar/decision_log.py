@@ -1,13 +1,17 @@
 """The decision log of coordinated two-phase commits.
 
     ensure_table(get_connection('orders'))
-    record(get_connection('orders'), gtrid, COMMIT)      # first writer wins
+    decide(get_connection('orders'), gtrid, COMMIT)      # the decision that stands
     decision_of(get_connection('orders'), gtrid)         # 'commit' | 'abort' | None
 
 One table, ``rhosocial_ar_2pc_log``, in one participant database per
 transaction. Its primary key is the global transaction id, so a recovery
 that decides *abort* and a late coordinator that decides *commit* cannot
 both win: the second insert fails. No row means abort (presumed abort).
+
+A write whose COMMIT got no answer (the connection dropped) may or may not
+have landed; ``decide()`` then looks again on a fresh connection and never
+guesses: it returns the decision it finds, or raises ``InDoubtError``.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import sqlalchemy as sa
 
 from . import fastpath
 from .connections import Connection
+from .errors import InDoubtError
 from .mixins import utc_now
 
-__all__ = ["ABORT", "COMMIT", "XID_PREFIX", "Xid", "decision_of", "ensure_table", "record"]
+__all__ = ["ABORT", "COMMIT", "XID_PREFIX", "Xid", "decide", "decision_of", "ensure_table",
+           "record"]
 
 COMMIT, ABORT = "commit", "abort"
 XID_PREFIX = "rar_"
@@ -87,22 +93,93 @@ def ensure_table(connection: Connection) -> None:
     _present.add(connection.engine)
 
 
+class _Unacknowledged(Exception):
+    """The COMMIT of a log write failed: the row may or may not be there."""
+
+
 def record(target: Connection | sa.Connection, gtrid: str, decision: str) -> None:
     """Insert the decision; raises IntegrityError when one is already recorded.
 
     Given a ``Connection`` it commits at once (durable before returning);
     given a SQLAlchemy connection it writes inside that connection's transaction.
+    Prefer ``decide()``, which also settles a write whose COMMIT got no answer.
     """
-    row = {"gtrid": gtrid, "decision": decision, "decided_at": utc_now()}
+    if isinstance(target, Connection):
+        try:
+            _insert(target, gtrid, decision)
+        except _Unacknowledged as lost:
+            raise lost.args[0]      # noqa: B904 - the driver's error, as before decide() existed
+        return
     try:
-        if isinstance(target, Connection):
-            with target.side_engine().begin() as conn:
-                fastpath.write(conn, _record, row)
-        else:
-            fastpath.write(target, _record, row)
+        fastpath.write(target, _record, _row(gtrid, decision))
     except sa.exc.DBAPIError:
-        # perhaps the table was dropped since ensure_table() saw it: look again next time
-        _present.discard(target.engine)
+        _present.discard(target.engine)     # perhaps the table was dropped: look again next time
+        raise
+
+
+def decide(connection: Connection, gtrid: str, decision: str) -> str:
+    """Record ``decision`` unless one is recorded already; return the decision that stands.
+
+    An error before the COMMIT propagates (nothing was recorded). When the
+    COMMIT itself fails, the log is read on a fresh connection and, if the row
+    is not there, written once more; if that cannot settle it, ``InDoubtError``.
+    """
+    try:
+        _insert(connection, gtrid, decision)
+        return decision
+    except sa.exc.IntegrityError:
+        return _standing(connection, gtrid)
+    except _Unacknowledged as lost:
+        first = lost.args[0]
+    try:
+        return _standing(connection, gtrid)
+    except LookupError:
+        pass                # the write did not land (its session ended without COMMIT)
+    except sa.exc.SQLAlchemyError as exc:
+        raise _in_doubt(connection, gtrid, decision, first) from exc
+    try:
+        _insert(connection, gtrid, decision)
+        return decision
+    except sa.exc.IntegrityError:
+        return _standing(connection, gtrid)
+    except (_Unacknowledged, sa.exc.SQLAlchemyError) as exc:
+        raise _in_doubt(connection, gtrid, decision, first) from exc
+
+
+def _in_doubt(connection: Connection, gtrid: str, decision: str, cause: BaseException,
+              ) -> InDoubtError:
+    return InDoubtError(
+        f"the {decision.upper()} decision of {gtrid} was written to {connection.name!r} but not "
+        f"acknowledged ({type(getattr(cause, 'orig', None) or cause).__name__}), and the log "
+        f"could not be read again; its prepared branches are left to recover()", gtrid)
+
+
+def _standing(connection: Connection, gtrid: str) -> str:
+    """The recorded decision, read on a fresh connection; LookupError when there is none."""
+    found = decision_of(connection, gtrid)
+    if found is None:
+        raise LookupError(gtrid)
+    return found
+
+
+def _row(gtrid: str, decision: str) -> dict[str, object]:
+    return {"gtrid": gtrid, "decision": decision, "decided_at": utc_now()}
+
+
+def _insert(connection: Connection, gtrid: str, decision: str) -> None:
+    """Write and commit one decision; ``_Unacknowledged`` when the COMMIT fails."""
+    try:
+        with connection.side_engine().connect() as conn:
+            conn.begin()
+            fastpath.write(conn, _record, _row(gtrid, decision))
+            try:
+                conn.commit()
+            except sa.exc.IntegrityError:
+                raise
+            except sa.exc.DBAPIError as exc:
+                raise _Unacknowledged(exc) from exc
+    except sa.exc.DBAPIError:
+        _present.discard(connection.engine)     # perhaps the table was dropped: look again
         raise
 
 

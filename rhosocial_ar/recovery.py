@@ -1,14 +1,15 @@
 """Finish two-phase transactions left in doubt by a crash.
 
     report = recover()             # every configured connection
-    report.committed, report.rolled_back, report.skipped
+    report.committed, report.rolled_back, report.skipped, report.busy
 
     $ rhosocial-ar recover --app myapp.settings
 
 A prepared branch is committed when the decision log says COMMIT and rolled
 back otherwise (presumed abort); before rolling back, recovery records ABORT
 itself, so a coordinator still running cannot commit afterwards. Running it
-twice, or beside a live coordinator, is safe.
+twice, or beside a live coordinator, is safe: a branch that another session
+is finishing right now is reported as busy, not raised.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from . import decision_log, dialects
 from .connections import Connection, ConnectionManager
 from .decision_log import ABORT, COMMIT, XID_PREFIX, Xid
+from .errors import InDoubtError
 from .mixins import utc_now
 from .twophase import support_problem
 
@@ -40,6 +42,8 @@ class RecoveryReport:
     committed: list[tuple[str, str]] = field(default_factory=list)
     rolled_back: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)   # ... and why
+    # being finished by another session (a live coordinator, another recover()) just now
+    busy: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def in_doubt(self) -> int:
@@ -47,7 +51,7 @@ class RecoveryReport:
 
     def __str__(self) -> str:
         lines = [f"committed {len(self.committed)}, rolled back {len(self.rolled_back)}, "
-                 f"skipped {len(self.skipped)}"]
+                 f"skipped {len(self.skipped)}" + (f", busy {len(self.busy)}" if self.busy else "")]
         lines += [f"  skipped {xid} on {name}: {why}" for name, xid, why in self.skipped]
         return "\n".join(lines)
 
@@ -57,12 +61,8 @@ def _decide(log_connection: Connection, gtrid: str) -> str:
     found = decision_log.decision_of(log_connection, gtrid)
     if found is not None:
         return found
-    try:
-        decision_log.record(log_connection, gtrid, ABORT)
-        return ABORT
-    except sa.exc.IntegrityError:
-        # the coordinator recorded its decision in the meantime
-        return decision_log.decision_of(log_connection, gtrid) or ABORT
+    # first writer wins: a coordinator's COMMIT recorded meanwhile stands
+    return decision_log.decide(log_connection, gtrid, ABORT)
 
 
 def _log_connections(connections: list[Connection]) -> dict[str, Connection]:
@@ -83,7 +83,9 @@ def recover(names: list[str] | None = None) -> RecoveryReport:
             xids = dialects.in_doubt_xids(sa_conn, XID_PREFIX)
         for text in xids:
             _finish(conn, text, logs, decisions, report)
-    _prune(logs.values(), report)
+    if len(targets) == len(everything):
+        # every connection was examined: a decision none of them still waits on is finished
+        _prune(logs.values(), report, _unfinished(report))
     if report.committed or report.rolled_back or report.skipped:
         log.info("recover(): %s", report)
     return report
@@ -99,7 +101,7 @@ def _finish(conn: Connection, text: str, logs: dict[str, Connection],
     try:
         if xid.gtrid not in decisions:
             decisions[xid.gtrid] = _decide(log_conn, xid.gtrid)
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, InDoubtError) as exc:
         report.skipped.append((conn.name, text, f"decision log on {log_conn.name!r} "
                                f"unreadable: {type(getattr(exc, 'orig', None) or exc).__name__}"))
         return
@@ -108,6 +110,9 @@ def _finish(conn: Connection, text: str, logs: dict[str, Connection],
         with conn.connect().execution_options(isolation_level="AUTOCOMMIT") as sa_conn:
             dialects.finish_prepared(sa_conn, text, commit=commit)
     except sa.exc.DBAPIError as exc:
+        if _busy(exc):
+            report.busy.append((conn.name, text))     # its coordinator is finishing it
+            return
         if not dialects.is_unknown_xid(exc):
             raise
         # finished by someone else meanwhile, or (MySQL) its session is still alive
@@ -117,9 +122,22 @@ def _finish(conn: Connection, text: str, logs: dict[str, Connection],
     (report.committed if commit else report.rolled_back).append((conn.name, text))
 
 
-def _prune(log_connections: object, report: RecoveryReport) -> None:
-    """Drop decisions older than ``KEEP_DECISIONS`` from every log table."""
+def _busy(exc: sa.exc.DBAPIError) -> bool:
+    """Another session is finishing this prepared transaction (SQLSTATE 55000)."""
+    orig = exc.orig
+    return (getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)) == "55000"
+
+
+def _unfinished(report: RecoveryReport) -> set[str]:
+    """Global ids with a branch still prepared after this run."""
+    left = [xid for _, xid, _ in report.skipped] + [xid for _, xid in report.busy]
+    return {parsed.gtrid for parsed in map(Xid.parse, left) if parsed is not None}
+
+
+def _prune(log_connections: object, report: RecoveryReport, keep: set[str]) -> None:
+    """Drop decisions older than ``KEEP_DECISIONS`` from every log table, but those in ``keep``."""
     cutoff = utc_now() - KEEP_DECISIONS
+    table = decision_log.log_table
     for conn in log_connections:  # type: ignore[attr-defined]
         if conn.read_only:
             continue
@@ -127,8 +145,8 @@ def _prune(log_connections: object, report: RecoveryReport) -> None:
             if not decision_log.has_table(conn):
                 continue
             with conn.engine.begin() as sa_conn:
-                sa_conn.execute(decision_log.log_table.delete().where(
-                    decision_log.log_table.c.decided_at < cutoff))
+                sa_conn.execute(table.delete().where(
+                    table.c.decided_at < cutoff, table.c.gtrid.not_in(sorted(keep))))
         except sa.exc.SQLAlchemyError as exc:
             # pruning is housekeeping; an unreachable database is reported, not fatal
             report.skipped.append((conn.name, "-", f"log not pruned: {type(exc).__name__}"))

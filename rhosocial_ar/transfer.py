@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from . import bulk, dialects, routing
 from .compat import add_note
-from .errors import ConfigurationError, QueryError
+from .errors import ConfigurationError, QueryError, TwoPhaseAborted
 from .query import Query
 from .transaction import Transaction
 from .twophase import support_problem, two_phase
@@ -215,13 +215,13 @@ def _batches(query: Query[Any], reader: _Reader, strategy: str, source_name: str
             try:
                 items, count = _one_batch(page, reader, strategy, source_name, target_name, write)
                 break
-            except sa.exc.DBAPIError as exc:
-                if not dialects.is_retryable(exc) or attempt == retries:
+            except (sa.exc.DBAPIError, TwoPhaseAborted) as exc:
+                if not _retryable(exc) or attempt == retries:
                     add_note(exc, f"transfer(): the batch after {last} was rolled back on both "
                                   f"sides after {attempt + 1} attempt(s); no row of it moved")
                     raise
                 log.info("transfer(): batch after %s hit %s, retrying", last,
-                         type(exc.orig).__name__)
+                         type(getattr(exc, "orig", None) or exc).__name__)
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
         if not items:
             return
@@ -229,6 +229,11 @@ def _batches(query: Query[Any], reader: _Reader, strategy: str, source_name: str
         yield count
         if len(items) < size:
             return
+
+
+def _retryable(exc: Exception) -> bool:
+    """A deadlock or lock timeout, or a recover() that decided abort first: both sides rolled back."""
+    return isinstance(exc, TwoPhaseAborted) or dialects.is_retryable(exc)
 
 
 def _one_batch(page: Query[Any], reader: _Reader, strategy: str, source_name: str,

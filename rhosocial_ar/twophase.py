@@ -12,9 +12,11 @@
 The coordinator prepares every participant, records the commit decision in
 the decision log (a table in a participant database), then commits each.
 Anything failing before the decision rolls all back; after it, ``recover()``
-finishes what is left. One participant without prepared transactions
-(SQLite) may join: it commits last, with the decision row inside its own
-transaction (last-resource commit).
+finishes what is left. When the outcome of writing the decision is unknown
+(its COMMIT got no answer), the log is read again on a fresh connection;
+if that cannot tell, ``InDoubtError`` is raised and nothing is rolled back.
+One participant without prepared transactions (SQLite) may join: it commits
+last, with the decision row inside its own transaction (last-resource commit).
 """
 
 from __future__ import annotations
@@ -129,13 +131,35 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
         except BaseException as exc:
             self._discard(branch, rolled_back=False)
             self.state = "in doubt"
-            raise InDoubtError(
-                f"commit of prepared transaction {self.xid} on {self.connection.name!r} failed "
-                f"({type(exc).__name__}); its outcome is in doubt", str(self.xid)
-            ) from exc
+            if not isinstance(exc, sa.exc.DBAPIError) or not self._commit_elsewhere():
+                raise InDoubtError(
+                    f"commit of prepared transaction {self.xid} on {self.connection.name!r} "
+                    f"failed ({type(exc).__name__}); its outcome is in doubt", str(self.xid)
+                ) from exc
+        else:
+            branch.sa_conn.close()
         self.state = "committed"
-        branch.sa_conn.close()
         ended(branch, committed=True)
+
+    def _commit_elsewhere(self) -> bool:
+        """COMMIT PREPARED from a fresh session (the first one died); False if that fails too."""
+        try:
+            with self.connection.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as sa_conn:
+                dialects.finish_prepared(sa_conn, str(self.xid), commit=True)
+        except sa.exc.DBAPIError as exc:
+            # gone (committed after all) or still held: either way not ours to say; recover() can
+            log.debug("second commit of %s failed: %s", self.xid, exc.orig)
+            return False
+        return True
+
+    def abandon(self) -> None:
+        """Leave a prepared transaction to ``recover()``: close its session, end nothing."""
+        if self.state != "prepared" or self._branch is None:
+            self.rollback()
+            return
+        self._discard(self._branch, rolled_back=False)
+        self.state = "in doubt"
 
     def rollback(self) -> None:
         """Undo the transaction, prepared or not; does nothing once it has ended."""
@@ -250,6 +274,9 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
                 branch.prepare()
             crash_point("after_prepares")
             self._decide()
+        except InDoubtError:
+            self._abandon_all()            # the decision may be COMMIT: roll nothing back
+            raise
         except BaseException:
             self._rollback_all()
             raise
@@ -290,19 +317,48 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
             raise hook_errors[0]
 
     def _decide(self) -> None:
-        """Durably record COMMIT: first writer wins against a recovery's ABORT."""
-        last_frame = self._last_frame
-        try:
-            if last_frame is not None:
-                decision_log.record(last_frame.sa_conn, self.gtrid, decision_log.COMMIT)
-                last_frame.sa_tx.commit()          # the last resource commits with the decision
-            else:
-                decision_log.record(self.log_connection, self.gtrid, decision_log.COMMIT)
-        except sa.exc.IntegrityError as exc:
+        """Durably record COMMIT: first writer wins against a recovery's ABORT.
+
+        Raises ``InDoubtError`` when whether COMMIT was recorded cannot be known.
+        """
+        if self._last_frame is not None:
+            standing = self._decide_with_last(self._last_frame)
+        else:
+            standing = decision_log.decide(self.log_connection, self.gtrid, decision_log.COMMIT)
+        if standing != decision_log.COMMIT:
             raise TwoPhaseAborted(
                 f"two-phase transaction {self.gtrid} was already decided abort (by recover()); "
                 f"every participant rolls back"
-            ) from exc
+            )
+
+    def _decide_with_last(self, frame: Frame) -> str:
+        """The last resource commits its work with the decision; its log says what stands."""
+        try:
+            decision_log.record(frame.sa_conn, self.gtrid, decision_log.COMMIT)
+        except sa.exc.IntegrityError:
+            return decision_log.ABORT          # recovery decided first
+        try:
+            frame.sa_tx.commit()
+            return decision_log.COMMIT
+        except sa.exc.DBAPIError as exc:
+            lost = exc
+        # the COMMIT's outcome is unknown: end the session, so that an unfinished
+        # transaction cannot commit later, then ask the last resource itself
+        frame.sa_conn.invalidate()
+        standing = decision_log.decide(self.log_connection, self.gtrid, decision_log.ABORT)
+        if standing == decision_log.COMMIT:
+            log.info("the commit of %s on %r was not acknowledged but had landed",
+                     self.gtrid, self.log_connection.name)
+            return standing
+        raise lost                             # it did not land: every participant rolls back
+
+    def _abandon_all(self) -> None:
+        for branch in self.branches:
+            branch.abandon()
+        last_frame, self._last_frame = self._last_frame, None
+        if last_frame is not None:
+            last_frame.sa_conn.invalidate()
+            last_frame.sa_conn.close()
 
     def _rollback_all(self) -> None:
         errors = []
