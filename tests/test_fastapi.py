@@ -1,5 +1,7 @@
 """using_connection() and Transaction() blocks in FastAPI dependencies, through a real app.
 
+(``Depends(...)`` in argument defaults is FastAPI's idiom: B008 does not apply.)
+
 FastAPI runs a ``def`` dependency's setup and teardown, and a ``def`` endpoint,
 in worker threads, each with a copy of the request's context; ``async def``
 ones run in the request's task. Every combination must route the endpoint's
@@ -44,11 +46,12 @@ def dependency(kind: str, block: Callable[[], Any]) -> Callable[..., Any]:
 
 def endpoint(kind: str, work: Callable[..., Any], dep: Callable[..., Any]) -> Callable[..., Any]:
     if kind == "def":
-        def sync_endpoint(name: str, fail: bool = False, _: Any = Depends(dep)) -> Any:
+        def sync_endpoint(name: str, fail: bool = False, _: Any = Depends(dep)) -> Any:  # noqa: B008
             return work(name, fail)
         return sync_endpoint
 
-    async def async_endpoint(name: str, fail: bool = False, _: Any = Depends(dep)) -> Any:
+    async def async_endpoint(name: str, fail: bool = False,
+                             _: Any = Depends(dep)) -> Any:  # noqa: B008
         return work(name, fail)
     return async_endpoint
 
@@ -115,7 +118,7 @@ def test_sync_and_async_dependencies_nest(db, endpoint_kind):
         make_tables(User)
     route = dependency("def", lambda: User.using_connection("secondary"))
 
-    async def in_transaction(_: Any = Depends(route)) -> Any:
+    async def in_transaction(_: Any = Depends(route)) -> Any:  # noqa: B008
         with User.transaction() as tx:               # the model's connection: secondary here
             yield tx
 
@@ -143,7 +146,7 @@ def test_each_request_has_its_own_scope(db):
     route = dependency("def", lambda: User.using_connection("secondary"))
 
     @app.post("/routed")
-    def routed(name: str, _: Any = Depends(route)) -> None:
+    def routed(name: str, _: Any = Depends(route)) -> None:  # noqa: B008
         User.create(username=name, email="e")
 
     @app.post("/plain")
