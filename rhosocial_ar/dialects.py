@@ -9,6 +9,7 @@ the functions here about capabilities.
 
 from __future__ import annotations
 
+import decimal
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -120,6 +121,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         # itself, SAVEPOINT included: nothing to hand back, and the setting is ignored there
         if getattr(dbapi_connection, "autocommit", None) is not False:
             dbapi_connection.isolation_level = None
+        dbapi_connection.create_collation(DECIMAL_COLLATION, _compare_decimals)
 
     # the DB-API connections SQLAlchemy has put in AUTOCOMMIT (the engine's or a
     # connection's isolation_level), held while they are: no BEGIN for them
@@ -147,6 +149,29 @@ def _sqlite_transactions(engine: Engine) -> None:
     # every statement
     dialect.do_begin = do_begin  # type: ignore[method-assign]
     dialect.set_isolation_level = set_level  # type: ignore[method-assign]
+
+
+def datetime_type(dialect: Dialect) -> Any:
+    """The DATETIME of ``precise_datetime()`` for one dialect."""
+    return mysql.DATETIME(fsp=6) if dialect.name in ("mysql", "mariadb") else sa.DateTime()
+
+
+# SQLite has no exact decimal type: decimals are TEXT compared with this collation
+DECIMAL_COLLATION = "rhosocial_ar_decimal"
+
+
+def decimals_as_text(dialect: Dialect) -> bool:
+    """Whether exact decimals are stored as text (SQLite: its NUMERIC keeps 15 digits)."""
+    return dialect.name == "sqlite"
+
+
+def _compare_decimals(left: str, right: str) -> int:
+    """Order two decimal texts by value ('1.5' and '1.500000' are equal); others as text."""
+    try:
+        a, b = decimal.Decimal(left), decimal.Decimal(right)
+        return (a > b) - (a < b)
+    except decimal.InvalidOperation:   # not a number (or NaN): plain text order
+        return (left > right) - (left < right)
 
 
 def precise_datetime() -> Any:

@@ -19,6 +19,7 @@ from pydantic_core import SchemaValidator
 
 from .errors import ConfigurationError, UnknownColumnError
 from .fastpath import shares_snapshot
+from .limits import column_checks, fit_value
 
 __all__ = ["ModelMeta", "pk_param"]
 
@@ -182,6 +183,30 @@ class ModelMeta:
         fields = SchemaValidator(schema["schema"], schema.get("config")) if plain else None
         self._fields_validator = (schema, fields)
         return fields
+
+    @cached_property
+    def checks(self) -> tuple[tuple[str, Any], ...]:
+        """(column, check) for the columns a write checks (see ``limits.py``); None: a DATETIME."""
+        return tuple(column_checks(self.table).items())
+
+    def fit(self, values: dict[str, Any], also: dict[str, Any] | None = None) -> None:
+        """Refuse a value that does not fit its column; aware datetimes become naive UTC.
+
+        ``values`` (and ``also``, the record's own values) are changed in place,
+        so the record holds what the database does. Runs for every write: a
+        value that fits costs one call.
+        """
+        for name, check in self.checks:
+            value = values.get(name)
+            if value is None:
+                continue
+            if check is not None:
+                if check(value) is not None:
+                    fit_value(name, check, value, self.model.__name__)   # raises
+            elif getattr(value, "tzinfo", None) is not None:
+                values[name] = fitted = fit_value(name, None, value, self.model.__name__)
+                if also is not None:
+                    also[name] = fitted
 
     @cached_property
     def column_types(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from .meta import ModelMeta
 from .mixins import utc_now
 from .relation import eager_load, relations_of
 from .transaction import atomic, current_frame
+from .values import bind_type
 
 if TYPE_CHECKING:
     from .model import ActiveRecord
@@ -41,15 +43,20 @@ _new = object.__new__
 _tables_named: dict[Any, list[Any]] = {}
 
 
-def _fragment(sql: str, names: Sequence[str]) -> sa.TextClause:
-    """Turn ``'age > ? AND name = ?'`` into a text clause with the bound parameters ``names``."""
+def _fragment(sql: str, names: Sequence[str], kinds: Sequence[type]) -> sa.TextClause:
+    """Turn ``'age > ? AND name = ?'`` into a text clause with the bound parameters ``names``.
+
+    Each is typed by its value's Python type (``kinds``), so it is converted
+    as a column of that type converts it: the keyword form's match.
+    """
     parts = sql.replace(":", "\\:").split("?")
     if len(parts) - 1 != len(names):
         raise QueryError(
             f"{sql!r} has {len(parts) - 1} '?' placeholders but {len(names)} values"
         )
     text = parts[0] + "".join(f":{n}{part}" for n, part in zip(names, parts[1:], strict=True))
-    return sa.text(text).bindparams(*(sa.bindparam(n) for n in names))
+    return sa.text(text).bindparams(*(sa.bindparam(n, type_=bind_type(kind))
+                                      for n, kind in zip(names, kinds, strict=True)))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -58,12 +65,17 @@ def _sql_params(position: int, count: int) -> tuple[str, ...]:
     return tuple(f"w{position}_{i}" for i in range(count))
 
 
-def _direction(key: str) -> tuple[str, str]:
-    """``'name'``, ``'-name'``, ``'name desc'`` -> (name, 'asc' or 'desc')."""
+def _direction(key: str, meta: ModelMeta) -> tuple[str, str]:
+    """``'name'``, ``'-name'``, ``'name desc'`` -> (name, 'asc' or 'desc').
+
+    The name is checked first: a string that is not a column raises
+    ``UnknownColumnError`` whatever follows it.
+    """
     name, _, direction = key.strip().partition(" ")
     direction = direction.strip().lower() or "asc"
     if name.startswith("-"):
         name, direction = name[1:], "desc"
+    meta.column(name)
     if direction not in _DIRECTIONS:
         raise QueryError(f"order_by({key!r}): direction must be asc or desc")
     return name, direction
@@ -142,7 +154,9 @@ class Query(Generic[M]):
                 raise QueryError(f"where({sql!r}) has {sql.count('?')} '?' placeholders but "
                                  f"{len(values)} values")
             names = _sql_params(len(self._wheres), len(values))
-            self._wheres += (("sql", sql, names),)
+            # the values' types are part of the shape: each binds with its type's conversion
+            kinds = (type(values[0]),) if len(values) == 1 else tuple(map(type, values))
+            self._wheres += (("sql", sql, names, kinds),)
             # one value is the common case, and zip() costs more than the rest of where()
             self._args += (((names[0], values[0]),) if len(values) == 1
                            else tuple(zip(names, values, strict=True)))
@@ -181,8 +195,7 @@ class Query(Generic[M]):
             item = parsed.get(key) if isinstance(key, str) else None
             if item is None:
                 if isinstance(key, str):
-                    name, direction = _direction(key)
-                    self._meta.column(name)
+                    name, direction = _direction(key, self._meta)
                     item = ("name", name, direction)
                     if len(parsed) >= _QUERY_CACHE_LIMIT:
                         parsed.clear()
@@ -307,7 +320,7 @@ class Query(Generic[M]):
             elif kind == "null":
                 clauses.append(table.c[item[1]].is_(None))
             elif kind == "sql":
-                clauses.append(_fragment(item[1], item[2]))
+                clauses.append(_fragment(item[1], item[2], item[3]))
             elif kind == "after":
                 keys = [table.c[n] for n in meta.pk_names]
                 last = [sa.bindparam(p, type_=c.type) for p, c in zip(item[1], keys, strict=True)]
@@ -568,6 +581,10 @@ class Query(Generic[M]):
         rows = self._rows(names)
         if len(names) == 1:
             return [row[0] for row in rows]
+        unique = tuple(dict.fromkeys(names))
+        if len(unique) < len(names):   # a name asked twice is selected once, returned twice
+            pick = itemgetter(*(unique.index(n) for n in names))
+            return list(map(pick, rows))
         return [tuple(row) for row in rows]
 
     def _rows(self, names: Sequence[str]) -> list[Sequence[Any]]:
@@ -631,6 +648,7 @@ class Query(Generic[M]):
         query = self._copy()        # the values' expressions join the conditions' in the copy
         assigned: list[tuple[Any, ...]] = []
         params: dict[str, Any] = {}
+        fitted: list[tuple[str, str]] = []   # (column, parameter) of the plain values
         for name, value in values.items():
             meta.column(name)
             if isinstance(value, ColumnElement):
@@ -639,6 +657,12 @@ class Query(Generic[M]):
                 assigned.append((name, None))
                 params[f"_ar_set_{name}"] = (meta.validate_value(name, value)
                                              if name in meta.fields else value)
+                fitted.append((name, f"_ar_set_{name}"))
+        if fitted:   # refused before anything is sent, as a save refuses it
+            plain = {name: params[param] for name, param in fitted}
+            meta.fit(plain)
+            for name, param in fitted:
+                params[param] = plain[name]
         shape = tuple(assigned)
 
         def build(clauses: list[Any]) -> Any:

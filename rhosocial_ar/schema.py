@@ -30,6 +30,7 @@ from pydantic.fields import FieldInfo
 
 from . import dialects
 from .errors import ConfigurationError
+from .values import ExactDecimal, UTCDateTime
 
 __all__ = ["ColumnSpec", "Field", "build_table", "default_table_name"]
 
@@ -89,7 +90,7 @@ _SCALAR_TYPES: list[tuple[type, Any]] = [
     (int, sa.Integer),
     (float, sa.Float),
     (decimal.Decimal, sa.Numeric),
-    (datetime.datetime, dialects.precise_datetime()),
+    (datetime.datetime, UTCDateTime()),
     (datetime.date, sa.Date),
     (datetime.time, dialects.precise_time()),
     (datetime.timedelta, sa.Interval),
@@ -146,12 +147,12 @@ def sa_type_for(name: str, annotation: Any, info: FieldInfo) -> Any:
     )
 
 
-def _numeric(info: FieldInfo) -> sa.Numeric:
+def _numeric(info: FieldInfo) -> ExactDecimal:
     digits = places = None
     for item in info.metadata:
         digits = getattr(item, "max_digits", digits)
         places = getattr(item, "decimal_places", places)
-    return sa.Numeric(digits or 18, places if places is not None else 6, asdecimal=True)
+    return ExactDecimal(digits or 18, places if places is not None else 6)
 
 
 def _spec(info: FieldInfo) -> ColumnSpec:

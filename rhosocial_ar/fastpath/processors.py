@@ -33,6 +33,10 @@ def _is_default_sqlite_datetime(type_: Any, dialect: Dialect) -> bool:
     if dialect.name != "sqlite":
         return False
     impl = type_.dialect_impl(dialect)
+    # a TypeDecorator that hands a plain naive datetime to its DATETIME unchanged
+    # (rhosocial_ar.values.UTCDateTime converts only aware ones)
+    if getattr(impl, "naive_unchanged", False):
+        impl = impl.impl_instance
     return type(impl) is sqlite.DATETIME and impl._storage_format == _SQLITE_DATETIME_FORMAT
 
 

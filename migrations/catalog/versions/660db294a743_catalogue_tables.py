@@ -9,6 +9,7 @@ Create Date: 2026-11-21 06:10:36.992245
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import rhosocial_ar.values
 from alembic import op
 
 
@@ -54,7 +55,7 @@ def upgrade() -> None:
     sa.Column('composer', sa.String(length=220), nullable=True),
     sa.Column('milliseconds', sa.Integer(), nullable=False),
     sa.Column('bytes', sa.Integer(), nullable=True),
-    sa.Column('unit_price', sa.Numeric(precision=10, scale=2), nullable=False),
+    sa.Column('unit_price', rhosocial_ar.values.ExactDecimal(precision=10, scale=2), nullable=False),
     sa.PrimaryKeyConstraint('track_id')
     )
     with op.batch_alter_table('tracks', schema=None) as batch_op:

@@ -9,6 +9,7 @@ Create Date: 2026-11-21 06:26:56.085085
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import rhosocial_ar.values
 from alembic import op
 
 
@@ -25,7 +26,7 @@ def upgrade() -> None:
     sa.Column('invoice_line_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('invoice_id', sa.Integer(), nullable=False),
     sa.Column('track_id', sa.Integer(), nullable=False),
-    sa.Column('unit_price', sa.Numeric(precision=10, scale=2), nullable=False),
+    sa.Column('unit_price', rhosocial_ar.values.ExactDecimal(precision=10, scale=2), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('invoice_line_id')
     )

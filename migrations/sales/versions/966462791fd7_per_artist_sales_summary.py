@@ -9,6 +9,7 @@ Create Date: 2026-11-21 06:10:33.010264
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import rhosocial_ar.values
 from alembic import op
 
 
@@ -25,7 +26,7 @@ def upgrade() -> None:
     sa.Column('artist_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('name', sa.String(length=120), nullable=True),
     sa.Column('tracks_sold', sa.Integer(), nullable=False),
-    sa.Column('revenue', sa.Numeric(precision=12, scale=2), nullable=False),
+    sa.Column('revenue', rhosocial_ar.values.ExactDecimal(precision=12, scale=2), nullable=False),
     sa.PrimaryKeyConstraint('artist_id')
     )
     # ### end Alembic commands ###

@@ -9,6 +9,7 @@ Create Date: 2026-11-21 06:10:32.979902
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import rhosocial_ar.values
 from alembic import op
 from sqlalchemy.dialects import mysql
 
@@ -35,7 +36,7 @@ def upgrade() -> None:
     sa.Column('invoice_line_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('invoice_id', sa.Integer(), nullable=False),
     sa.Column('track_id', sa.Integer(), nullable=False),
-    sa.Column('unit_price', sa.Numeric(precision=10, scale=2), nullable=False),
+    sa.Column('unit_price', rhosocial_ar.values.ExactDecimal(precision=10, scale=2), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('invoice_line_id')
     )
@@ -49,7 +50,7 @@ def upgrade() -> None:
     sa.Column('invoice_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('billing_city', sa.String(length=40), nullable=True),
     sa.Column('billing_country', sa.String(length=40), nullable=True),
-    sa.Column('total', sa.Numeric(precision=10, scale=2), nullable=False),
+    sa.Column('total', rhosocial_ar.values.ExactDecimal(precision=10, scale=2), nullable=False),
     sa.PrimaryKeyConstraint('invoice_id')
     )
     with op.batch_alter_table('invoices', schema=None) as batch_op:
