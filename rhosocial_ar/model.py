@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import copy
-import functools
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -114,10 +112,6 @@ class ActiveRecord(BaseModel):
         return values
 
     # -- class creation -----------------------------------------------------
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _spell_classvars(cls)   # before pydantic reads the annotations
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -647,28 +641,6 @@ class ActiveRecord(BaseModel):
     def after_commit(self) -> None: ...
     def after_rollback(self) -> None: ...
 
-
-_DOTTED_CLASSVAR = re.compile(r"\s*(?:\w+\.)+ClassVar\[")
-
-
-@functools.cache
-def _pydantic_misses_dotted_classvar() -> bool:
-    """Whether this pydantic takes the string ``'typing.ClassVar[...]'`` for a field (older 2.x do)."""
-    namespace = {"__module__": __name__, "__annotations__": {"probe": "typing.ClassVar[int]"}, "probe": 0}
-    metaclass: Any = type(BaseModel)
-    probe = metaclass("Probe", (BaseModel,), namespace)
-    return "probe" in probe.model_fields
-
-
-def _spell_classvars(cls: type) -> None:
-    """``'typing.ClassVar[X]'`` as ``'ClassVar[X]'``, where pydantic only knows the latter."""
-    annotations = cls.__dict__.get("__annotations__")
-    if not annotations:
-        return
-    dotted = [n for n, a in annotations.items() if isinstance(a, str) and _DOTTED_CLASSVAR.match(a)]
-    if dotted and _pydantic_misses_dotted_classvar():
-        for name in dotted:
-            annotations[name] = _DOTTED_CLASSVAR.sub("ClassVar[", annotations[name], count=1)
 
 def _check_reserved_names(cls: type) -> None:
     """The library keeps its private names on a model under ``_ar_``; a model may not reuse one."""

@@ -19,11 +19,15 @@ cached on the record.
 from __future__ import annotations
 
 import ast
+import functools
+import re
 import sys
 import typing
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from . import dialects, registry, routing
 from .errors import ConfigurationError, QueryError
@@ -66,6 +70,7 @@ class Relation(Generic[T]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.owner, self.name = owner, name
+        _spell_classvar(owner, name)   # runs before pydantic reads the annotations
 
     def bind(self, owner: type, name: str, annotation: Any) -> None:
         """Called when the owner model is compiled; reads the target from the annotation."""
@@ -299,6 +304,28 @@ def _name_of(text: str) -> str | None:
     name = text.strip().rpartition(".")[2]
     return name if name.isidentifier() else None
 
+
+_DOTTED_CLASSVAR = re.compile(r"\s*(?:\w+\.)+ClassVar\[")
+
+
+@functools.cache
+def _pydantic_misses_dotted_classvar() -> bool:
+    """Whether this pydantic takes the string ``'typing.ClassVar[...]'`` for a field (older 2.x do,
+    when it names a class not defined yet)."""
+    annotations = {"probe": "typing.ClassVar[NotDefinedYet]"}
+    namespace = {"__module__": __name__, "__annotations__": annotations, "probe": 0}
+    metaclass: Any = type(BaseModel)
+    return "probe" in metaclass("Probe", (BaseModel,), namespace).model_fields
+
+
+def _spell_classvar(owner: type, name: str) -> None:
+    """A relation annotated ``'typing.ClassVar[...]'`` as ``'ClassVar[...]'``, where pydantic
+    knows only the latter."""
+    annotations = owner.__dict__.get("__annotations__") or {}
+    annotation = annotations.get(name)
+    if (isinstance(annotation, str) and _DOTTED_CLASSVAR.match(annotation)
+            and _pydantic_misses_dotted_classvar()):
+        annotations[name] = _DOTTED_CLASSVAR.sub("ClassVar[", annotation, count=1)
 
 def _resolve(owner: Any, name: str) -> type:
     """A model named ``name``: in the owner's module first, then any model by that name."""
