@@ -128,7 +128,7 @@ def decide(connection: Connection, gtrid: str, decision: str) -> str:
         _insert(connection, gtrid, decision)
         return decision
     except sa.exc.IntegrityError:
-        return _standing(connection, gtrid)
+        return _beaten(connection, gtrid)
     except _Unacknowledged as lost:
         first = lost.args[0]
     try:
@@ -141,7 +141,7 @@ def decide(connection: Connection, gtrid: str, decision: str) -> str:
         _insert(connection, gtrid, decision)
         return decision
     except sa.exc.IntegrityError:
-        return _standing(connection, gtrid)
+        return _beaten(connection, gtrid)
     except (_Unacknowledged, sa.exc.SQLAlchemyError) as exc:
         raise _in_doubt(connection, gtrid, decision, first) from exc
 
@@ -160,6 +160,14 @@ def _standing(connection: Connection, gtrid: str) -> str:
     if found is None:
         raise LookupError(gtrid)
     return found
+
+
+def _beaten(connection: Connection, gtrid: str) -> str:
+    """The decision that was recorded before ours."""
+    found = decision_of(connection, gtrid)
+    # gone already: only a coordinator deletes its row, once its COMMIT is done
+    # everywhere (ABORT rows stay until pruned)
+    return found if found is not None else COMMIT
 
 
 def _row(gtrid: str, decision: str) -> dict[str, object]:

@@ -22,6 +22,7 @@ last, with the decision row inside its own transaction (last-resource commit).
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from contextvars import Token
@@ -142,16 +143,26 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
         ended(branch, committed=True)
 
     def _commit_elsewhere(self) -> bool:
-        """COMMIT PREPARED from a fresh session (the first one died); False if that fails too."""
-        try:
-            with self.connection.connect().execution_options(
-                    isolation_level="AUTOCOMMIT") as sa_conn:
-                dialects.finish_prepared(sa_conn, str(self.xid), commit=True)
-        except sa.exc.DBAPIError as exc:
-            # gone (committed after all) or still held: either way not ours to say; recover() can
-            log.debug("second commit of %s failed: %s", self.xid, exc.orig)
-            return False
-        return True
+        """COMMIT PREPARED from a fresh session, as the first failed; True once it is done.
+
+        Once the commit is decided nobody rolls the branch back, so a branch that is
+        no longer prepared has committed (a recover() may have finished it first).
+        """
+        for attempt in range(5):
+            try:
+                with self.connection.connect().execution_options(
+                        isolation_level="AUTOCOMMIT") as sa_conn:
+                    try:
+                        dialects.finish_prepared(sa_conn, str(self.xid), commit=True)
+                        return True
+                    except sa.exc.DBAPIError as exc:
+                        log.debug("second commit of %s failed: %s", self.xid, exc.orig)
+                    if str(self.xid) not in dialects.in_doubt_xids(sa_conn, str(self.xid)):
+                        return True
+            except sa.exc.DBAPIError as exc:     # the database is out of reach: recover() will do
+                log.debug("no fresh session for %s: %s", self.xid, exc.orig)
+            time.sleep(0.05 * 2 ** attempt)       # busy: another session is finishing it
+        return False
 
     def abandon(self) -> None:
         """Leave a prepared transaction to ``recover()``: close its session, end nothing."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from rhosocial_ar import ConnectionManager, recover
+from rhosocial_ar import ConnectionManager, recover, transfer
 from tests.conftest import SERVER_URLS, require_backend
+from tests.stress import Crew, durations, report
 from tests.test_twophase_crash import in_doubt
 from tests.transfer_child import BATCH, CRASH_EXIT, ROWS, Archive, Outbox, configure, move
 
@@ -88,5 +91,63 @@ def test_result_and_strategies(tmp_path):
                          batch_size=50, progress=False)
         assert again.rows == 120 and Archive.count() == 120           # upserts: no duplicate
         assert again.seconds > 0 and again.rows_per_second > 0
+    finally:
+        ConnectionManager.reset()
+
+
+@pytest.mark.parametrize("seconds", durations(4, 30))
+def test_recovery_racing_live_transfers(seconds):
+    """recover() in 2 threads beside 4 threads of two-phase transfers: it skips what a
+    live coordinator is finishing (busy) and never raises; every row lands exactly once."""
+    require_backend("postgresql")
+    ConnectionManager.reset()
+    configure(SERVER_URLS["postgresql"][0], SERVER_URLS["postgresql"][1])
+    try:
+        recover()
+        for model in (Outbox, Archive):
+            model.drop_table()
+            model.create_table()
+        deadline = time.monotonic() + seconds
+        done = threading.Event()
+
+        def transfers(index: int) -> list[int]:
+            moved: list[int] = []
+            while time.monotonic() < deadline:
+                ids = [index * 10_000_000 + len(moved) + k for k in range(1, 21)]
+                Outbox.bulk_insert([{"id": i, "body": "x"} for i in ids])
+                result = transfer(Outbox.where(id=ids), Archive,
+                                  map={"id": "id", "body": "body", "length": lambda r: 1},
+                                  batch_size=5, delete_source=True, progress=False)
+                assert result.rows == len(ids)
+                moved += ids
+            return moved
+
+        def recovering(index: int) -> dict[str, int]:
+            seen = {"runs": 0, "busy": 0, "finished": 0}
+            while not done.is_set():
+                report = recover()
+                seen["runs"] += 1
+                seen["busy"] += len(report.busy)
+                seen["finished"] += len(report.committed) + len(report.rolled_back)
+            return seen
+
+        movers = Crew(4, transfers, "transfer").start()
+        recoverers = Crew(2, recovering, "recover").start()
+        movers.join(seconds + 60)
+        done.set()
+        recoverers.join(60)
+        movers.raise_first()
+        recoverers.raise_first()
+
+        assert recover().skipped == []
+        assert in_doubt(["source", "target"]) == []
+        expected = sorted(i for ids in movers.results.values() for i in ids)
+        assert sorted(Archive.pluck("id")) == expected          # each row exactly once
+        assert Outbox.count() == 0
+        runs = [r["runs"] for r in recoverers.results.values()]
+        report(rows=len(expected), recover_runs=sum(runs),
+               busy=sum(r["busy"] for r in recoverers.results.values()),
+               finished=sum(r["finished"] for r in recoverers.results.values()))
+        assert min(runs) > 1                                     # it did race them
     finally:
         ConnectionManager.reset()
