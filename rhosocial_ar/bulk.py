@@ -51,13 +51,17 @@ def rows_for_write(model: Any, rows: Iterable[Any]) -> list[Group]:
     now = utc_now()
     same = _uniform(meta, values, now)
     if same is not None:
-        return [same]
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in values:
-        written = _written(meta, row, now)
-        groups.setdefault(tuple(written), []).append(written)
-    return [Group(names, [list(map(itemgetter(n), group)) for n in names], len(group))
-            for names, group in groups.items()]
+        found = [same]
+    else:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in values:
+            written = _written(meta, row, now)
+            groups.setdefault(tuple(written), []).append(written)
+        found = [Group(names, [list(map(itemgetter(n), group)) for n in names], len(group))
+                 for names, group in groups.items()]
+    for group in found:   # every row checked before the first batch is sent
+        meta.fit_columns(group.names, group.columns)
+    return found
 
 
 def _field_values(model: Any, rows: list[Any]) -> list[dict[str, Any]]:
@@ -149,6 +153,7 @@ def upsert_one(model: Any, row: Any, conflict_keys: Sequence[str],
     meta = model.__ar_meta__
     stamps = meta.created_column or meta.updated_column
     written = _written(meta, _field_values(model, [row])[0], utc_now() if stamps else None)
+    meta.fit(written)
     conn = routing.resolve(model)
     names = tuple(written)
     key = (meta.table, conn.dialect, names, tuple(conflict_keys),

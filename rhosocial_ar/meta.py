@@ -208,6 +208,19 @@ class ModelMeta:
                 if also is not None:
                     also[name] = fitted
 
+    def fit_columns(self, names: Sequence[str], columns: Sequence[list[Any]]) -> None:
+        """``fit`` for rows held column by column (``columns[i]`` holds ``names[i]``); checks only.
+
+        Aware datetimes need no change here: the column type stores them as naive UTC.
+        """
+        checks = dict(self.checks)
+        for name, column in zip(names, columns, strict=True):
+            check = checks.get(name)
+            if check is not None:
+                for value in column:
+                    if value is not None and check(value) is not None:
+                        fit_value(name, check, value, self.model.__name__)   # raises
+
     @cached_property
     def column_types(self) -> dict[str, Any]:
         """Column name -> type, to type the results of raw SQL by name."""
