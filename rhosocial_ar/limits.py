@@ -121,12 +121,20 @@ def _numeric(type_: sa.Numeric[Any]) -> Check | None:
         number = decimal.Decimal(value)
         if not number.is_finite():
             return f"is not a finite number; {label} holds only those"
-        if number.as_tuple().exponent < -places:   # type: ignore[operator]
-            if _EXACT.quantize(number, quantum) != number:
-                return f"has more than {places} decimal places; {label} would round it"
         digits = number.adjusted() + 1 if number else 0
         if digits > whole:
             return f"has {digits} digits before the point; {label} holds {whole}"
+        if number.as_tuple().exponent < -places and not _rounds_to_itself(number, quantum):  # type: ignore[operator]
+            return f"has more than {places} decimal places; {label} would round it"
         return None
 
     return check
+
+
+def _rounds_to_itself(number: decimal.Decimal, quantum: decimal.Decimal) -> bool:
+    """Whether ``number`` at ``quantum``'s places is still ``number`` (its extra places are zeros)."""
+    try:
+        return _EXACT.quantize(number, quantum) == number
+    except decimal.InvalidOperation:   # more digits than any column holds
+        return False
+
