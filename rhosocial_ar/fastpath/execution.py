@@ -372,7 +372,7 @@ def fetch(sa_conn: sa.Connection, stmt: Any, params: dict[str, Any],
         return consume(sa_conn.execute(stmt, params), ())
     dialect = sa_conn.dialect
     return _run(sa_conn, prepared, params, lambda cursor: consume(  # type: ignore[no-any-return]
-        cursor, prepared.result_processors(dialect, cursor)))
+        _rows(cursor, dialect), prepared.result_processors(dialect, cursor)))
 
 
 def fetch_records(sa_conn: sa.Connection, origin: str | None, stmt: Any, params: dict[str, Any],
@@ -395,7 +395,16 @@ def _load(cursor: Any, prepared: Prepared, dialect: Any, model: Any, names: Sequ
     if build is None:
         build = prepared.loaders[model, names] = loader(
             model, names, prepared.result_processors(dialect, cursor))
-    return build(cursor, origin)  # type: ignore[no-any-return]
+    return build(_rows(cursor, dialect), origin)  # type: ignore[no-any-return]
+
+
+def _rows(cursor: Any, dialect: Any) -> Iterable[Sequence[Any]]:
+    """What to read the rows from: the cursor itself where it reads them on demand (sqlite3).
+
+    psycopg2's and PyMySQL's cursors already hold the whole result, and
+    ``fetchall()`` hands it over in one C call, cheaper than a step per row.
+    """
+    return cursor if dialect.name == "sqlite" else cursor.fetchall()
 
 
 def _converted(rows: Iterable[Sequence[Any]], converters: Converters) -> list[Sequence[Any]]:
