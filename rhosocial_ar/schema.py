@@ -106,15 +106,38 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(args) < len(typing.get_args(annotation))
         if len(args) == 1:
-            return args[0], optional
+            return _unwrap_optional(args[0])[0], optional
         return annotation, optional
     if origin is typing.Annotated:
         return _unwrap_optional(typing.get_args(annotation)[0])
     return annotation, False
 
 
-def _max_length(info: FieldInfo) -> int | None:
-    for item in info.metadata:
+def _constraints(annotation: Any, info: FieldInfo) -> list[Any]:
+    """The field's constraints, with those of an ``Annotated`` inside ``| None``.
+
+    Pydantic moves an outer ``Annotated``'s metadata into the field, but
+    ``Annotated[Decimal, Field(max_digits=30)] | None`` keeps it in the
+    annotation (the spelling pydantic 2.4 needs for constraints on an
+    optional value).
+    """
+    found = list(info.metadata)
+    pending = [annotation]
+    while pending:
+        current = pending.pop()
+        origin = typing.get_origin(current)
+        if origin is typing.Union or origin is types.UnionType:
+            pending.extend(typing.get_args(current))
+        elif origin is typing.Annotated:
+            inner, *extras = typing.get_args(current)
+            pending.append(inner)
+            for extra in extras:
+                found.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+    return found
+
+
+def _max_length(items: list[Any]) -> int | None:
+    for item in items:
         if isinstance(item, annotated_types.MaxLen):
             return int(item.max_length)
     return None
@@ -132,13 +155,13 @@ def sa_type_for(name: str, annotation: Any, info: FieldInfo) -> Any:
         if issubclass(origin, enum.Enum):
             return sa.Enum(origin, values_callable=lambda e: [m.value for m in e])
         if issubclass(origin, str):
-            return sa.String(_max_length(info) or DEFAULT_STRING_LENGTH)
+            return sa.String(_max_length(_constraints(annotation, info)) or DEFAULT_STRING_LENGTH)
         if issubclass(origin, dict | list | tuple):
             return sa.JSON(none_as_null=True)
         for python_type, column_type in _SCALAR_TYPES:
             if issubclass(origin, python_type):
                 if column_type is sa.Numeric:
-                    return _numeric(info)
+                    return _numeric(_constraints(annotation, info))
                 return column_type
     if typing.get_origin(inner) is not None and typing.get_origin(inner) in (dict, list, tuple):
         return sa.JSON(none_as_null=True)
@@ -147,9 +170,9 @@ def sa_type_for(name: str, annotation: Any, info: FieldInfo) -> Any:
     )
 
 
-def _numeric(info: FieldInfo) -> ExactDecimal:
+def _numeric(items: list[Any]) -> ExactDecimal:
     digits = places = None
-    for item in info.metadata:
+    for item in items:
         digits = getattr(item, "max_digits", digits)
         places = getattr(item, "decimal_places", places)
     return ExactDecimal(digits or 18, places if places is not None else 6)

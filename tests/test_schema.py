@@ -182,3 +182,21 @@ def test_bad_model_declarations():
 
     with pytest.raises(ConfigurationError, match="no primary key"):
         Plain.find(1)
+
+
+def test_constraints_of_an_optional_field_in_either_spelling():
+    """``Annotated[...] | None`` (what pydantic 2.4 needs) sizes the column like ``Field()`` does."""
+    from decimal import Decimal
+    from typing import Annotated
+
+    from pydantic import Field as PydanticField
+
+    class Sized(ActiveRecord):
+        __table_name__ = "sized_optionals"
+        id: int | None = None
+        code: Annotated[str, PydanticField(max_length=12)] | None = None
+        amount: Annotated[Decimal, PydanticField(max_digits=30, decimal_places=4)] | None = None
+
+    code, amount = Sized.__table__.c.code, Sized.__table__.c.amount
+    assert code.nullable and code.type.length == 12
+    assert amount.nullable and (amount.type.precision, amount.type.scale) == (30, 4)

@@ -11,7 +11,7 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import sqlalchemy as sa
@@ -38,7 +38,8 @@ class Item(ActiveRecord):
     name: str = ""                                   # VARCHAR(255)
     qty: int = 0                                     # INTEGER: 32 bits
     price: D = D("0")                                # NUMERIC(18, 6)
-    big: D | None = Field(None, max_digits=30, decimal_places=6)
+    # constraints inside the Annotated: pydantic 2.4 refuses them on an optional field's Field()
+    big: Annotated[D, Field(max_digits=30, decimal_places=6)] | None = None
     at: datetime.datetime | None = None
     day: datetime.date | None = None
     token: uuid.UUID | None = None
