@@ -63,17 +63,22 @@ def in_doubt(names: list[str]) -> list[str]:
     return found
 
 
+def fresh_pair(left: str, right: str) -> None:
+    """Connections 'left' and 'right' on these URLs, empty tables and ROWS source rows."""
+    ConnectionManager.reset()
+    configure(left, right)
+    recover()                      # leftovers of an earlier run
+    for model in (Source, Target):
+        model.drop_table()
+        model.create_table()
+    Source.bulk_insert([{"id": i, "payload": f"row {i}"} for i in range(1, ROWS + 1)])
+
+
 @pytest.fixture
 def pair_setup(request, tmp_path):
     def make(pair: str) -> tuple[str, str]:
         left, right = urls(pair, tmp_path)
-        ConnectionManager.reset()
-        configure(left, right)
-        recover()                      # leftovers of an earlier run
-        for model in (Source, Target):
-            model.drop_table()
-            model.create_table()
-        Source.bulk_insert([{"id": i, "payload": f"row {i}"} for i in range(1, ROWS + 1)])
+        fresh_pair(left, right)
         return left, right
 
     yield make
@@ -194,14 +199,8 @@ def test_last_resource_commit_acknowledgement_lost(plain_postgresql, landed):
     prepared is rolled back until its own log says what happened."""
     require_backend("mysql")
     left, right = plain_postgresql, SERVER_URLS["mysql"][1]
-    ConnectionManager.reset()
-    configure(left, right)
     try:
-        recover()
-        for model in (Source, Target):
-            model.drop_table()
-            model.create_table()
-        Source.bulk_insert([{"id": i, "payload": f"row {i}"} for i in range(1, ROWS + 1)])
+        fresh_pair(left, right)
         engine = ConnectionManager.get("left").engine          # the last resource
         with commit_acknowledgement_lost(engine, kill=lambda: kill_sessions(left),
                                          landed=landed) as fired:

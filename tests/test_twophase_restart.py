@@ -11,7 +11,7 @@ import pytest
 from rhosocial_ar import ConnectionManager, recover
 from tests.conftest import SERVER_URLS, require_backend
 from tests.servers import restart_mariadb, restart_postgresql
-from tests.test_twophase_crash import ROWS, in_doubt
+from tests.test_twophase_crash import ROWS, fresh_pair, in_doubt
 from tests.twophase_child import CRASH_EXIT, Source, Target, configure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +22,8 @@ def test_servers_restarted_while_in_doubt(step, committed):
     require_backend("postgresql")
     require_backend("mysql")
     left, right = SERVER_URLS["postgresql"][0], SERVER_URLS["mysql"][1]
-    ConnectionManager.reset()
-    configure(left, right)
     try:
-        recover()
-        for model in (Source, Target):
-            model.drop_table()
-            model.create_table()
-        Source.bulk_insert([{"id": i, "payload": "x"} for i in range(1, ROWS + 1)])
+        fresh_pair(left, right)
         child = subprocess.run([sys.executable, "-m", "tests.twophase_child", left, right, step],
                                cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert child.returncode == CRASH_EXIT, child.stderr
