@@ -64,13 +64,24 @@ def create_user(name: str, fail: bool) -> dict[str, Any]:
     return {"id": user.id, "in_transaction": in_transaction, "seen": User.pluck("username")}
 
 
+def scoped_app() -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(RequestScopeMiddleware)
+    return app
+
+
 def app_with(dep: Callable[..., Any], work: Callable[..., Any], endpoint_kind: str,
              middleware: bool = True) -> FastAPI:
-    app = FastAPI()
-    if middleware:
-        app.add_middleware(RequestScopeMiddleware)
+    app = scoped_app() if middleware else FastAPI()
     app.post("/users")(endpoint(endpoint_kind, work, dep))
     return app
+
+
+def tables_on_both() -> None:
+    """The users table on 'default' and on 'secondary'."""
+    make_tables(User)
+    with User.using_connection("secondary"):
+        make_tables(User)
 
 
 def usernames(connection: str = "default") -> list[str]:
@@ -96,9 +107,7 @@ def test_a_transaction_dependency_holds_the_endpoints_writes(db, dependency_kind
 @pytest.mark.parametrize("endpoint_kind", KINDS)
 @pytest.mark.parametrize("dependency_kind", KINDS)
 def test_a_using_connection_dependency_routes_the_endpoint(db, dependency_kind, endpoint_kind):
-    make_tables(User)
-    with User.using_connection("secondary"):
-        make_tables(User)
+    tables_on_both()
     app = app_with(dependency(dependency_kind, lambda: User.using_connection("secondary")),
                    create_user, endpoint_kind)
     with TestClient(app) as client:
@@ -113,9 +122,7 @@ def test_a_using_connection_dependency_routes_the_endpoint(db, dependency_kind, 
 @pytest.mark.parametrize("endpoint_kind", KINDS)
 def test_sync_and_async_dependencies_nest(db, endpoint_kind):
     """A sync using_connection() dependency under an async transaction dependency."""
-    make_tables(User)
-    with User.using_connection("secondary"):
-        make_tables(User)
+    tables_on_both()
     route = dependency("def", lambda: User.using_connection("secondary"))
 
     async def in_transaction(_: Any = Depends(route)) -> Any:  # noqa: B008
@@ -138,11 +145,8 @@ def test_sync_and_async_dependencies_nest(db, endpoint_kind):
 
 def test_each_request_has_its_own_scope(db):
     """A request's blocks end with it: the next request routes by the model again."""
-    make_tables(User)
-    with User.using_connection("secondary"):
-        make_tables(User)
-    app = FastAPI()
-    app.add_middleware(RequestScopeMiddleware)
+    tables_on_both()
+    app = scoped_app()
     route = dependency("def", lambda: User.using_connection("secondary"))
 
     @app.post("/routed")
@@ -161,11 +165,8 @@ def test_each_request_has_its_own_scope(db):
 
 def test_tasks_a_request_starts_keep_their_own_blocks(db):
     """Inside a scope, blocks that concurrent tasks open stay theirs, as outside one."""
-    make_tables(User)
-    with User.using_connection("secondary"):
-        make_tables(User)
-    app = FastAPI()
-    app.add_middleware(RequestScopeMiddleware)
+    tables_on_both()
+    app = scoped_app()
 
     @app.post("/fan-out")
     async def fan_out() -> dict[str, Any]:
