@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
@@ -62,6 +63,10 @@ class ActiveRecord(BaseModel):
     # the record is new; often the very dict in __dict__, see loading.py),
     # '_ar_origin' the connection it came from, '_ar_relations' the loaded relations.
     __slots__ = STATE_SLOTS
+    if TYPE_CHECKING:   # the slots' types; annotations at run time would make them pydantic's
+        _ar_saved: dict[str, Any] | None
+        _ar_origin: str | None
+        _ar_relations: dict[str, Any] | None
 
     def __init__(self, /, **data: Any) -> None:
         # what BaseModel.__init__ does, without a second call frame: it runs per record
@@ -70,13 +75,14 @@ class ActiveRecord(BaseModel):
         _set_origin(self, None)
         _set_relations(self, None)
 
-    def __getattr__(self, name: str) -> Any:
-        # slots left unset: the library's on records pydantic built without __init__
-        # (model_validate, model_construct), pydantic's empty ones on loaded records
-        if name in _UNSET_MEANS_NONE:
-            _set(self, name, None)
-            return None
-        return super().__getattr__(name)  # type: ignore[misc]
+    if not TYPE_CHECKING:   # hidden from type checkers, so that `record.nmae` is an error
+        def __getattr__(self, name: str) -> Any:
+            # slots left unset: the library's on records pydantic built without __init__
+            # (model_validate, model_construct), pydantic's empty ones on loaded records
+            if name in _UNSET_MEANS_NONE:
+                _set(self, name, None)
+                return None
+            return super().__getattr__(name)
 
     def __copy__(self: T) -> T:
         copied = super().__copy__()
@@ -255,7 +261,7 @@ class ActiveRecord(BaseModel):
         return Query(cls).max(name)
 
     @classmethod
-    def batch(cls: type[T], size: int = 1000) -> Any:
+    def batch(cls: type[T], size: int = 1000) -> Iterator[list[T]]:
         return Query(cls).batch(size)
 
     @classmethod
@@ -315,7 +321,7 @@ class ActiveRecord(BaseModel):
         return record
 
     @classmethod
-    def using_connection(cls, name: str) -> Any:
+    def using_connection(cls, name: str) -> AbstractContextManager[None]:
         """A block in which every operation of this model goes to ``name``."""
         return routing.using_connection(cls, name)
 
@@ -469,7 +475,7 @@ class ActiveRecord(BaseModel):
         # one flat method: it runs for every record saved
         cls = type(self)
         meta = cls.__ar_meta__
-        saved: dict[str, Any] = self._ar_saved
+        saved: dict[str, Any] = self._ar_saved  # type: ignore[assignment]  # saved: not None
         if only is None:
             changes = self.changed_columns()
             if not changes:
@@ -591,7 +597,7 @@ class ActiveRecord(BaseModel):
     def _ar_hard_delete(self) -> int:
         cls = type(self)
         meta = cls.__ar_meta__
-        saved: dict[str, Any] = self._ar_saved
+        saved: dict[str, Any] = self._ar_saved  # type: ignore[assignment]  # saved: not None
         params = self._ar_pk_params(saved, "delete")
         before = self._ar_state()
         stmt = meta.delete_stmt
@@ -654,6 +660,6 @@ def _check_reserved_names(cls: type) -> None:
 
 
 # the slots' own setters: faster than object.__setattr__ on the per-record paths
-_set_saved = ActiveRecord._ar_saved.__set__  # type: ignore[attr-defined]
-_set_origin = ActiveRecord._ar_origin.__set__  # type: ignore[attr-defined]
-_set_relations = ActiveRecord._ar_relations.__set__  # type: ignore[attr-defined]
+_set_saved = vars(ActiveRecord)["_ar_saved"].__set__
+_set_origin = vars(ActiveRecord)["_ar_origin"].__set__
+_set_relations = vars(ActiveRecord)["_ar_relations"].__set__
