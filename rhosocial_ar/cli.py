@@ -63,13 +63,13 @@ def _add_demo(commands: Any) -> None:
         "--catalog-url", default=None, metavar="URL",
         help="SQLAlchemy URL of the catalog database, e.g. "
         "postgresql+psycopg2://root@127.0.0.1/demo_catalog (its demo tables are recreated "
-        "by the migrations in migrations/catalog/)",
+        "by the demo's 'catalog' migrations, shipped in the package)",
     )
     parser.add_argument(
         "--sales-url", default=None, metavar="URL",
         help="SQLAlchemy URL of the sales database, e.g. "
         "mysql+pymysql://root@127.0.0.1/demo_sales (its demo tables are recreated by "
-        "the migrations in migrations/sales/)",
+        "the demo's 'sales' migrations, shipped in the package)",
     )
     parser.add_argument(
         "--no-progress", action="store_true",

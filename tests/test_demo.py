@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from rhosocial_ar import ConnectionManager, migrate
 from rhosocial_ar.cli import main
 from rhosocial_ar.demo import find_chinook
-from rhosocial_ar.demo_models import ALL_MODELS
+from rhosocial_ar.demo.models import ALL_MODELS
 
 from .conftest import SERVER_URLS, Backend, require_backend
 

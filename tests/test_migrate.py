@@ -31,8 +31,6 @@ from rhosocial_ar import (
 
 from .conftest import Backend
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
@@ -303,21 +301,24 @@ def test_describe() -> None:
 
 # -- the project's own migrations -------------------------------------------------
 
-def test_the_project_environment_is_the_template() -> None:
-    """``migrations/`` at the top of the repository is what ``rhosocial-ar db init`` writes."""
+def test_the_demo_environment_is_the_template() -> None:
+    """The demo's ``migrations/`` (package data) is what ``rhosocial-ar db init`` writes."""
+    from rhosocial_ar.demo import packaged
+
     for name in migrate.TEMPLATE_FILES:
-        assert (ROOT / "migrations" / name).read_text() == (migrate.TEMPLATE / name).read_text()
+        assert (packaged("migrations") / name).read_text() == (migrate.TEMPLATE / name).read_text()
 
 
 def test_demo_migrations_match_the_demo_models(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
-    from rhosocial_ar.demo_models import ALL_MODELS
+    from rhosocial_ar.demo import packaged
+    from rhosocial_ar.demo.models import ALL_MODELS
 
     tables: dict[str, Any] = {m.__connection__: m.__table__.metadata for m in ALL_MODELS}
     monkeypatch.setattr(registry, "_metadata", tables)
     ConnectionManager.configure({name: {"url": f"sqlite:///{tmp_path / name}.db"}
                                  for name in ("catalog", "sales")})
-    directory = ROOT / "migrations"
+    directory = packaged("migrations")
     assert migrate.all_names(directory) == ["catalog", "sales"]
     migrate.upgrade_all(directory=directory)
     assert migrate.check_all(directory) == {"catalog": [], "sales": []}

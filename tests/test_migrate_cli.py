@@ -235,8 +235,9 @@ def test_as_a_command(isolated: Path) -> None:
 def test_the_demo_migrations_from_the_command_line(isolated: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """``--app rhosocial_ar.demo:migration_app`` drives the project's own chains."""
-    directory = str(Path(__file__).resolve().parent.parent / "migrations")
-    app = ["--app", "rhosocial_ar.demo:migration_app", "--directory", directory]
+    from rhosocial_ar.demo import packaged
+
+    app = ["--app", "rhosocial_ar.demo:migration_app", "--directory", str(packaged("migrations"))]
     code, out, _ = run(capsys, "upgrade", "--all", *app)
     assert code == 0 and (isolated / "demo_data" / "sales.db").is_file()
     assert out.count("Running upgrade") == 4     # catalog: 2 revisions, sales: 2

@@ -1,19 +1,12 @@
-"""``rhosocial-ar demo``: the Chinook music store split over two databases.
+"""The demo's tour of the API over the Chinook store, once ``databases.prepare`` loaded it.
 
     $ rhosocial-ar demo                       # two SQLite files in ./demo_data
-    $ rhosocial-ar demo --catalog-url postgresql+psycopg2://root@127.0.0.1/demo_catalog \\
-                       --sales-url mysql+pymysql://root@127.0.0.1/demo_sales
     $ python -c "from rhosocial_ar.cli import main; main(['demo', '--dir', '/tmp/ar-demo'])"
 
-The catalogue (artists, albums, genres, media types, tracks) lives on the
-``catalog`` connection and the sales (customers, invoices, invoice lines) on
-``sales``. Their tables come from the project's own migrations, one chain per
-connection in ``migrations/catalog/versions/`` and ``migrations/sales/versions/``
-beside this package (``rhosocial-ar db ... --app rhosocial_ar.demo:migration_app``
-works on them). The source file is opened as a third, read-only connection
-``chinook``; rows come out with ``raw_query`` and go in with ``bulk_insert``.
-The per-artist sales summary is computed from both databases in Python (no
-SQL statement can span two connections) and written with upserts.
+Each ``tour_*`` function prints a few lines and checks what it printed
+against the data; the per-artist sales summary is computed from both
+databases in Python (no SQL statement can span two connections) and written
+with upserts.
 """
 
 from __future__ import annotations
@@ -22,25 +15,15 @@ import argparse
 import datetime
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from . import (
-    ActiveRecord,
-    ConnectionManager,
-    RecordNotFound,
-    Transaction,
-    get_connection,
-    migrate,
-    transfer,
-)
-from .demo_models import (
-    CATALOG,
-    SALES,
+from .. import ConnectionManager, RecordNotFound, get_connection, migrate, transfer
+from ..errors import CommandError
+from .databases import SIDES, find_chinook, packaged, prepare, show
+from .models import (
     Album,
     ArchivedLine,
     Artist,
@@ -51,115 +34,12 @@ from .demo_models import (
     InvoiceLine,
     Track,
 )
-from .errors import CommandError, describe_error
 
-__all__ = ["find_chinook", "migration_app", "run"]
-
-# the Chinook sample (MIT licence, LICENSE.md beside it), shipped as package data
-CHINOOK_FILE = Path(__file__).resolve().parent / "data" / "chinook" / "Chinook_Sqlite.sqlite"
-# the project's top-level migrations: the demo's chains 'catalog' and 'sales'
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+__all__ = ["run"]
 
 
 class _Undo(Exception):
     """Raised inside a savepoint to roll it back on purpose."""
-
-
-# -- setting up -------------------------------------------------------------------
-
-def find_chinook(explicit: Path | None) -> Path:
-    """The Chinook file: ``explicit``, else the copy shipped in the package (MIT, see its LICENSE.md)."""
-    path = explicit if explicit is not None else CHINOOK_FILE
-    if not path.is_file():
-        raise CommandError(f"Chinook database not found at {path}")
-    return path
-
-
-def find_migrations() -> Path:
-    """The project's ``migrations/`` directory, which holds the demo's chains."""
-    if not (MIGRATIONS / "env.py").is_file():
-        raise CommandError(f"the demo's migrations are not at {MIGRATIONS}; "
-                           "run the demo from a checkout of rhosocial_ar")
-    return MIGRATIONS
-
-
-def migrate_fresh(name: str) -> str:
-    """Downgrade a previous run's tables, then upgrade to the chain's head; says what ran."""
-    directory = find_migrations()
-    steps = []
-    if migrate.current(name):
-        migrate.downgrade(name, "base", directory)
-        steps.append("downgrade to base")
-    revisions = len(migrate.history(name, directory))
-    (head,) = migrate.upgrade(name, "head", directory)
-    steps.append(f"upgrade to {head} ({revisions} revision{'s' if revisions > 1 else ''})")
-    return ", ".join(steps)
-
-
-def migration_app() -> None:
-    """Configure 'catalog' and 'sales' as the demo's default SQLite files in ./demo_data.
-
-    For the command line: ``rhosocial-ar db check --all --app rhosocial_ar.demo:migration_app``.
-    """
-    Path("demo_data").mkdir(exist_ok=True)
-    ConnectionManager.configure({name: {"url": f"sqlite:///demo_data/{name}.db"}
-                                 for name in ("catalog", "sales")})
-
-
-def configure(args: argparse.Namespace, chinook: Path) -> dict[str, str]:
-    """Configure 'catalog', 'sales' and the read-only 'chinook'; return the URLs shown."""
-    urls = {}
-    for name in ("catalog", "sales"):
-        url = getattr(args, f"{name}_url")
-        if url is None:
-            args.dir.mkdir(parents=True, exist_ok=True)
-            path = args.dir / f"{name}.db"
-            path.unlink(missing_ok=True)
-            url = f"sqlite:///{path}"
-        urls[name] = url
-    source = f"sqlite:///file:{chinook.resolve()}?mode=ro&uri=true"
-    ConnectionManager.configure({
-        "catalog": {"url": urls["catalog"]},
-        "sales": {"url": urls["sales"]},
-        "chinook": {"url": source, "read_only": True},
-    })
-    return {name: get_connection(name).engine.url.render_as_string(hide_password=True)
-            for name in ("catalog", "sales")}
-
-
-def check_reachable(name: str, url: str) -> None:
-    """Open one connection to ``name`` so that a dead server fails with a clear line."""
-    try:
-        with get_connection(name).engine.connect():
-            pass
-    except sa.exc.SQLAlchemyError as exc:
-        raise CommandError(f"cannot open {name!r} at {url}: {describe_error(exc)}") from exc
-
-
-def source_sql(model: type[ActiveRecord]) -> str:
-    """The SELECT that reads a model's rows from the Chinook table (``ArtistId AS artist_id``)."""
-    columns = ", ".join(
-        f'"{"".join(part.capitalize() for part in name.split("_"))}" AS {name}'
-        for name in model.model_fields
-    )
-    return f'SELECT {columns} FROM "{model.__chinook__}"'  # type: ignore[attr-defined]
-
-
-def load(models: Iterable[type[ActiveRecord]], connection: str) -> tuple[dict[str, int], float]:
-    """Copy the models' Chinook tables into ``connection`` in one transaction."""
-    started = time.perf_counter()
-    counts = {}
-    with Transaction(connection):
-        for model in models:
-            with model.using_connection("chinook"):
-                rows = model.raw_query(source_sql(model))
-            counts[model.__table__.name] = model.bulk_insert(rows)
-    return counts, time.perf_counter() - started
-
-
-def show(label: str, text: str) -> None:
-    """Print one line of the tour."""
-    print(f"  {label:<23}{text}")
 
 
 # -- the tour -------------------------------------------------------------------
@@ -347,34 +227,13 @@ def tour_transfer(progress: bool) -> None:
         raise CommandError("the archive does not match what was moved")
 
 
-def setup(args: argparse.Namespace, chinook: Path) -> int:
-    """Configure the connections, recreate the demo tables and load Chinook; returns the rows."""
-    urls = configure(args, chinook)
-    print("rhosocial-ar demo: the Chinook store split over two databases")
-    for name, url in urls.items():
-        show(name, url)
-    show("chinook (read-only)", str(chinook))
-    for name, url in urls.items():
-        check_reachable(name, url)
-    print(f"migrations: the chains in {MIGRATIONS}, one per connection")
-    for name in ("catalog", "sales"):
-        show(name, migrate_fresh(name))
-    print("load: raw_query from 'chinook', bulk_insert, one transaction per side")
-    total = 0
-    for name, models in (("catalog", CATALOG), ("sales", SALES)):
-        counts, seconds = load(models, name)
-        total += sum(counts.values())
-        show(name, ", ".join(f"{t} {n}" for t, n in counts.items())
-             + f": {sum(counts.values())} rows in {seconds:.2f} s")
-    return total
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the whole tour; returns the exit code 0 (failures raise)."""
     started = time.perf_counter()
     chinook = find_chinook(args.chinook)
+    migrations = packaged("migrations")
     try:
-        rows = setup(args, chinook)
+        rows = prepare(args, chinook, migrations)
         print("queries")
         tour_queries()
         print("relations across the two databases")
@@ -386,8 +245,8 @@ def run(args: argparse.Namespace) -> int:
         print("transfer: each batch atomic across both databases")
         tour_transfer(progress=not args.no_progress)
         if args.drop:
-            for name in ("catalog", "sales"):
-                migrate.downgrade(name, "base", find_migrations())
+            for name in SIDES:
+                migrate.downgrade(name, "base", migrations)
         kept = "tables dropped" if args.drop else "tables kept"
         print(f"done: {rows} rows loaded, {time.perf_counter() - started:.2f} s, {kept}")
         return 0

@@ -1,6 +1,6 @@
 """The demo's models: the Chinook store's catalogue on 'catalog', its sales on 'sales'.
 
-    from rhosocial_ar.demo_models import Track, InvoiceLine
+    from rhosocial_ar.demo.models import Track, InvoiceLine
     InvoiceLine.find(1).track()          # a track in the *other* database
 """
 
@@ -10,7 +10,7 @@ import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from . import ActiveRecord, BelongsTo, Field, HasMany
+from .. import ActiveRecord, BelongsTo, Field, HasMany
 
 __all__ = ["ALL_MODELS", "CATALOG", "SALES", "Album", "ArchivedLine", "Artist", "ArtistSales",
            "Customer", "Genre", "Invoice", "InvoiceLine", "MediaType", "Track"]
