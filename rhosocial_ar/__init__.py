@@ -12,6 +12,9 @@
     User.where(username='ann').first()
 """
 
+# the release; pyproject.toml reads it from here (CHANGELOG.md says what changed)
+__version__ = "0.1.0"
+
 from .connections import Connection, ConnectionManager, get_connection
 from .errors import (
     ARError,

@@ -2,7 +2,7 @@
 
     $ rhosocial-ar demo --dir /tmp/ar-demo
     $ rhosocial-ar db upgrade --all --app myapp.settings
-    $ python -m rhosocial_ar.cli demo --sales-url postgresql+psycopg2://root@127.0.0.1/demo_sales
+    $ python -m rhosocial_ar demo --sales-url postgresql+psycopg2://root@127.0.0.1/demo_sales
 
     >>> from rhosocial_ar.cli import main
     >>> main(['demo', '--dir', '/tmp/ar-demo'])     # prints the tour, returns the exit code
@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import CommandError, describe_error
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback when a command fails")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(commands)
