@@ -8,8 +8,8 @@
         user_id: int
         user: ClassVar[BelongsTo['User']] = BelongsTo(foreign_key='user_id', inverse_of='posts')
 
-    user.posts()                           # SELECT ... FROM posts WHERE user_id = ?, on 'blog'
-    post.user(reload=True)                 # queries again instead of using the cache
+    user.posts()                           # list[Post]: SELECT ... WHERE user_id = ?, on 'blog'
+    post.user(reload=True)                 # User | None, queried again instead of cached
     User.where(...).with_('posts').all()   # one query per relation, never one per user
 
 Each relation query runs on the related model's own connection; results are
@@ -25,16 +25,21 @@ import sys
 import typing
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
 from . import dialects, registry, routing
 from .errors import ConfigurationError, QueryError
 
-__all__ = ["BelongsTo", "HasMany", "HasOne", "Relation", "eager_load", "relations_of"]
+if TYPE_CHECKING:
+    from .model import ActiveRecord
+    from .query import Query
 
-T = TypeVar("T")
+__all__ = ["Accessor", "BelongsTo", "HasMany", "HasOne", "Relation", "eager_load", "relations_of"]
+
+T = TypeVar("T", bound="ActiveRecord")
+R = TypeVar("R", covariant=True)   # what an accessor's call returns: list[T] or T | None
 
 # IN lists stay this far below a dialect's bound-parameter limit, leaving room
 # for the other parameters of the statement (scopes, filters)
@@ -105,7 +110,7 @@ class Relation(Generic[T]):
     def __get__(self, record: Any, owner: type) -> Any:
         if record is None:
             return self
-        return _Accessor(self, record)
+        return Accessor(self, record)
 
     def cached(self, record: Any) -> Any:
         cache = record._ar_relations
@@ -190,11 +195,21 @@ class Relation(Generic[T]):
         return f"<{type(self).__name__} {owner}.{self.name} -> {target}>"
 
 
+# Each kind's __get__ is spelled out for type checkers (overloads): on the class the
+# relation itself, on a record an Accessor whose call returns list[T] or T | None.
+
 class BelongsTo(Relation[T]):
     """The owner holds ``foreign_key``, pointing at the target's primary key."""
 
     def _keys(self) -> tuple[str, str]:
         return self.foreign_key, self.primary_key or _single_pk(self.target)
+
+    @overload
+    def __get__(self, record: None, owner: type) -> BelongsTo[T]: ...
+    @overload
+    def __get__(self, record: object, owner: type) -> Accessor[T, T | None]: ...
+    def __get__(self, record: Any, owner: type) -> Any:
+        return self if record is None else Accessor(self, record)
 
 
 class HasMany(Relation[T]):
@@ -205,29 +220,43 @@ class HasMany(Relation[T]):
     def _keys(self) -> tuple[str, str]:
         return self.primary_key or _single_pk(self.owner), self.foreign_key
 
+    @overload
+    def __get__(self, record: None, owner: type) -> HasMany[T]: ...
+    @overload
+    def __get__(self, record: object, owner: type) -> Accessor[T, list[T]]: ...
+    def __get__(self, record: Any, owner: type) -> Any:
+        return self if record is None else Accessor(self, record)
 
-class HasOne(HasMany[T]):
+
+class HasOne(Relation[T]):
     """Like ``HasMany``, for at most one related record."""
 
-    many = False
+    _keys = HasMany._keys
+
+    @overload
+    def __get__(self, record: None, owner: type) -> HasOne[T]: ...
+    @overload
+    def __get__(self, record: object, owner: type) -> Accessor[T, T | None]: ...
+    def __get__(self, record: Any, owner: type) -> Any:
+        return self if record is None else Accessor(self, record)
 
 
-class _Accessor:
-    """``user.posts`` : call it for the (cached) related records."""
+class Accessor(Generic[T, R]):
+    """``user.posts``: call it for the (cached) related records, ``query()`` to filter them."""
 
     __slots__ = ("relation", "record")
 
-    def __init__(self, relation: Relation[Any], record: Any) -> None:
+    def __init__(self, relation: Relation[T], record: Any) -> None:
         self.relation, self.record = relation, record
 
-    def __call__(self, reload: bool = False) -> Any:
+    def __call__(self, reload: bool = False) -> R:
         if not reload:
             cached = self.relation.cached(self.record)
             if cached is not _MISSING:
-                return cached
-        return self.relation.load(self.record)
+                return cached  # type: ignore[no-any-return]
+        return self.relation.load(self.record)  # type: ignore[no-any-return]
 
-    def query(self) -> Any:
+    def query(self) -> Query[T]:
         """The related records as a query, to filter further (never cached)."""
         owner_key, target_key = self.relation._keys()
         return self.relation.target.where(**{target_key: getattr(self.record, owner_key)})
