@@ -1,11 +1,15 @@
-"""Read the user's seed documents: their python code blocks, imports renamed."""
+"""Read the user's seed documents: their python code blocks, imports renamed.
+
+The documents are copies in ``tests/seed_docs/`` (their origin in its
+README), so the tests need nothing beside the clone.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parent / "seed_docs"
 
 
 def python_blocks(name: str) -> list[str]:
