@@ -18,6 +18,7 @@ __all__ = [
     "CommandError",
     "ConfigurationError",
     "ConnectionNotFound",
+    "ContextNotShared",
     "CrossConnectionError",
     "InDoubtError",
     "MigrationError",
@@ -57,6 +58,14 @@ class UnknownColumnError(ARError, ValueError):
 
 class ReadOnlyError(ARError):
     """A write was attempted through a connection configured ``read_only``."""
+
+
+class ContextNotShared(ARError):
+    """A block was entered or closed in a copy of a context the rest of its work never sees.
+
+    A web framework's worker thread without a request scope, e.g. a ``def`` FastAPI
+    dependency without ``RequestScopeMiddleware`` (docs/web-frameworks.md).
+    """
 
 
 class CrossConnectionError(ARError):
