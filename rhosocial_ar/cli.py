@@ -375,8 +375,15 @@ def _add_recover(commands: Any) -> None:
     parser.set_defaults(handler=_run_recover)
 
 
+def _add_transfer(commands: Any) -> None:
+    """Declare ``rhosocial-ar transfer`` (``rhosocial_ar.cli_transfer``)."""
+    from .cli_transfer import add_transfer
+
+    add_transfer(commands)
+
+
 # one entry per subcommand
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_db, _add_recover]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_db, _add_recover, _add_transfer]
 
 
 def build_parser() -> argparse.ArgumentParser:

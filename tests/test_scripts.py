@@ -1,4 +1,5 @@
-"""scripts/transfer_rows.py end to end, in a separate process."""
+"""``rhosocial-ar transfer`` end to end, in a separate process (and scripts/transfer_rows.py,
+which runs it)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class Ticket(IntegerPKMixin, ActiveRecord):
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path,
+    return subprocess.run([sys.executable, "-m", "rhosocial_ar", "transfer", *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -75,7 +76,8 @@ def test_moves_rows_between_connections(tmp_path, where):
 
 @pytest.mark.parametrize("args, message", [
     ([], "--app"),
-    (["--app", "no_such_app"], "cannot import the app module 'no_such_app'"),
+    (["--app", "no_such_app"], "app module 'no_such_app' not found"),
+    (["--app", "ticket_app.py", "--where", "nope = ?", "1"], "no such column"),
     (["--app", "ticket_app", "--to", "nowhere"], "no connection named 'nowhere'"),
     (["--app", "ticket_app", "--model-typo"], "unrecognized arguments"),
 ])
@@ -91,6 +93,31 @@ def test_errors_are_one_line(tmp_path, args, message):
 
 
 def test_help():
-    shown = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True,
-                           text=True, timeout=60)
+    shown = subprocess.run([sys.executable, "-m", "rhosocial_ar", "transfer", "--help"],
+                           capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "--move" in shown.stdout and "--app" in shown.stdout
+
+
+def test_the_script_runs_the_command(tmp_path):
+    setup_app(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--app", "ticket_app", "Ticket",
+                           "--from", "a", "--to", "b", "--move", "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("moved 300 rows of Ticket from 'a' to 'b' in 1 batches")
+
+
+def test_a_model_name_two_modules_share(tmp_path):
+    setup_app(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}")
+    (tmp_path / "ticket_twin.py").write_text(
+        "import ticket_app\nfrom rhosocial_ar import ActiveRecord\n\n"
+        "class Ticket(ActiveRecord):\n    __table_name__ = 'twin_tickets'\n"
+        "    id: int | None = None\n")
+    twice = run(tmp_path, "--app", "ticket_twin", "Ticket", "--from", "a", "--to", "b")
+    assert twice.returncode == 1
+    assert twice.stderr == ("rhosocial-ar: error: 'Ticket' names several models: "
+                            "ticket_app.Ticket, ticket_twin.Ticket; give one of these\n")
+    chosen = run(tmp_path, "--app", "ticket_twin", "ticket_app.Ticket", "--from", "a", "--to", "b",
+                 "--no-progress")
+    assert chosen.returncode == 0, chosen.stderr
+    assert chosen.stdout.startswith("copied 300 rows of Ticket")
