@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 import sqlalchemy as sa
 
@@ -28,10 +28,14 @@ from .dialects import READ_ONLY_OPTION
 from .errors import ARError, ConfigurationError, ReadOnlyError
 from .scope import ContextMap
 
+if TYPE_CHECKING:
+    from .twophase import TwoPhaseTransaction
+
 __all__ = ["Transaction", "atomic", "current_frame"]
 
 log = logging.getLogger("rhosocial_ar")
 F = TypeVar("F", bound=Callable[..., Any])
+_Tx = TypeVar("_Tx", bound="Transaction")
 
 _ISOLATION_LEVELS = {
     "SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED", "AUTOCOMMIT",
@@ -153,29 +157,12 @@ def _end(frame: Frame, commit: bool) -> None:
     ended(frame, committed=commit)
 
 
-class Transaction:
-    """A transaction on one connection; usable as a context manager or decorator.
+class _Settings:
+    """What a transaction opens with: its connection and isolation level, checked.
 
-    Nested on the same connection it becomes a savepoint. An exception rolls
-    back and propagates. ``two_phase=True`` gives a transaction that a block
-    only scopes: it ends with ``prepare()`` and ``commit()`` or ``rollback()``.
+    A base of ``Transaction`` so that type checkers read ``Transaction(...)``
+    from its ``__new__`` (with ``__init__`` in the same class they read that).
     """
-
-    # what Transaction(..., two_phase=True) builds: the subclass declared with
-    # `class ...(Transaction, two_phase=True)` (twophase.py), which this module does not import
-    _two_phase_class: ClassVar[type[Transaction] | None] = None
-
-    def __init_subclass__(cls, *, two_phase: bool = False, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if two_phase:
-            Transaction._two_phase_class = cls
-
-    def __new__(cls, *args: Any, two_phase: bool = False, **kwargs: Any) -> Transaction:
-        if two_phase and cls is Transaction:
-            two_phase_class = Transaction._two_phase_class
-            assert two_phase_class is not None, "importing rhosocial_ar imports twophase.py"
-            return super().__new__(two_phase_class)
-        return super().__new__(cls)
 
     def __init__(self, connection: Connection | str | None = None, *,
                  isolation_level: str | None = None, two_phase: bool = False) -> None:
@@ -197,10 +184,46 @@ class Transaction:
         self._frame: Frame | None = None
         self._token: Any = None
 
+
+class Transaction(_Settings):
+    """A transaction on one connection; usable as a context manager or decorator.
+
+    Nested on the same connection it becomes a savepoint. An exception rolls
+    back and propagates. ``two_phase=True`` gives a transaction that a block
+    only scopes: it ends with ``prepare()`` and ``commit()`` or ``rollback()``.
+    """
+
+    # what Transaction(..., two_phase=True) builds: the subclass declared with
+    # `class ...(Transaction, two_phase=True)` (twophase.py), which this module does not import
+    _two_phase_class: ClassVar[type[Transaction] | None] = None
+
+    def __init_subclass__(cls, *, two_phase: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if two_phase:
+            Transaction._two_phase_class = cls
+
+    # for type checkers: Transaction(conn, two_phase=True) is a TwoPhaseTransaction
+    @overload
+    def __new__(cls, connection: Connection | str | None = None, *,
+                isolation_level: str | None = None, two_phase: Literal[True]) -> TwoPhaseTransaction: ...
+    @overload
+    def __new__(cls: type[_Tx], connection: Connection | str | None = None, *,
+                isolation_level: str | None = None, two_phase: Literal[False] = False) -> _Tx: ...
+    @overload
+    def __new__(cls, connection: Connection | str | None = None, *,
+                isolation_level: str | None = None, two_phase: bool) -> Transaction: ...
+    def __new__(cls, *args: Any, two_phase: bool = False, **kwargs: Any) -> Transaction:
+        if two_phase and cls is Transaction:
+            two_phase_class = Transaction._two_phase_class
+            assert two_phase_class is not None, "importing rhosocial_ar imports twophase.py"
+            return super().__new__(two_phase_class)
+        return super().__new__(cls)
+
     def __enter__(self) -> Transaction:
         if self._frame is not None:
             raise ARError("this Transaction is already open; create a new one to nest")
         name = self.connection.name
+        _frames.check_put(name)   # before any statement: a block lost at once (scope.py)
         parent = current_frame(name)
         if parent is None:
             sa_conn = self.connection.connect()
