@@ -14,7 +14,9 @@ several copies of its context (a sync dependency in one worker thread, the
 endpoint in another, the dependency's exit in a third), so a block entered in
 one copy is lost to the others. Inside ``request_scope()`` the blocks live in
 mappings that the copies share. Asyncio tasks the request starts itself keep
-the blocks they open to themselves, and see the request's.
+the blocks they open to themselves, and see the request's. Outside a request scope,
+a block whose entry is the whole task of a worker thread (a ``def`` dependency's
+setup) raises ``ContextNotShared`` before it opens: nothing would run in it.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from types import MappingProxyType
+from inspect import CO_GENERATOR
+from types import FrameType, MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from .errors import ARError
+from .errors import ARError, ContextNotShared
 
 __all__ = ["ContextMap", "request_scope"]
 
@@ -35,6 +38,20 @@ V = TypeVar("V")
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 _MAPS: list[ContextMap[Any, Any]] = []
+
+# Frames that only open a block and return, never holding it open: any __enter__ (ours,
+# contextlib's, a user's), ExitStack.enter_context, and our own steps in between
+_ENTERING = frozenset({"__enter__", "enter_context"})
+_OWN_ENTERING = frozenset({"bind"})   # transaction.bind(), between __enter__ and put()
+# The loops of worker threads that run each task as one call, in a copy of the submitter's
+# context (anyio's, under Starlette's and FastAPI's run_in_threadpool; trio's; concurrent.
+# futures', under asyncio.to_thread and run_in_executor), or a bare Thread's target
+_WORKER_LOOPS = frozenset({
+    ("anyio._backends._asyncio", "run"),
+    ("trio._threads", "worker_fn"),
+    ("concurrent.futures.thread", "run"),
+    ("threading", "run"),
+})
 
 NOT_SHARED_HINT = (
     "a using_connection() or Transaction() block was closed in another context than the one "
@@ -117,6 +134,47 @@ class _SharedToken:
         self.shared, self.key, self.before, self.after = shared, key, before, after
 
 
+def _entry_is_a_whole_task(frame: FrameType | None) -> bool:
+    """Whether the block entered at ``frame`` is all that a worker thread's task does.
+
+    Then the context it changes is a copy that dies with the task: nothing would run
+    in the block. Python cannot say whether a context is such a copy, so this walks
+    out past the frames that only enter (``__enter__``, and a generator one steps to
+    its first ``yield``, as FastAPI does with a ``def`` yield-dependency) to the frame
+    that holds the block open, and checks whether that is a worker thread's loop. A
+    ``def`` endpoint that opens a block is that frame itself, and keeps working.
+    """
+    while frame is not None and _only_enters(frame):
+        frame = frame.f_back
+    return frame is not None and (frame.f_globals.get("__name__"), frame.f_code.co_name) in _WORKER_LOOPS
+
+
+def _only_enters(frame: FrameType) -> bool:
+    """Whether ``frame`` opens a block and returns, leaving a frame further out to hold it."""
+    name = frame.f_code.co_name
+    if name in _ENTERING:
+        return True
+    if name in _OWN_ENTERING:
+        return str(frame.f_globals.get("__name__")).startswith("rhosocial_ar.")
+    back = frame.f_back   # a generator that an __enter__ steps to its first yield
+    is_generator = frame.f_code.co_flags & CO_GENERATOR
+    return bool(is_generator) and back is not None and back.f_code.co_name in _ENTERING
+
+
+def _lost_block(key: object) -> str:
+    # the keys of the balanced maps: a model class (using_connection), a connection name
+    block = (f"a using_connection() block for {key.__name__}" if isinstance(key, type)
+             else f"a transaction on {key!r}")
+    return (
+        f"{block} was entered as the whole task of a worker thread, in a copy of the request's "
+        f"context that is thrown away when the task returns (a web framework runs a plain `def` "
+        f"yield-dependency's setup so): the endpoint would run outside the block, so it was not "
+        f"opened. Install the middleware, app.add_middleware(rhosocial_ar.RequestScopeMiddleware) "
+        f"(or wrap each request in rhosocial_ar.request_scope()), or make the dependency "
+        f"`async def` (docs/web-frameworks.md)"
+    )
+
+
 def _current_task() -> object | None:
     """The running asyncio task; None in a thread without a running event loop."""
     asyncio = sys.modules.get("asyncio")   # not imported: no loop can be running
@@ -143,6 +201,15 @@ class ContextMap(Generic[K, V]):
         self.balanced = balanced
         _MAPS.append(self)
 
+    def check_put(self, key: K) -> None:
+        """Raise ``ContextNotShared`` if a ``put()`` of a block here would be lost at once.
+
+        ``put()`` checks as well; a block with work to do before its ``put()`` calls this first.
+        """
+        if (self.balanced and type(self.var.get()) is not _Shared
+                and _entry_is_a_whole_task(sys._getframe(1))):
+            raise ContextNotShared(_lost_block(key))
+
     def put(self, key: K, value: V) -> Any:
         """Map ``key`` to ``value`` here; returns the token that ``reset()`` takes."""
         current = self.var.get()
@@ -156,6 +223,8 @@ class ContextMap(Generic[K, V]):
                 after = shared.data = {**before, key: value}
                 return _SharedToken(shared, key, before, after)
             return self.var.set(_Overlay({key: value}, shared))   # a task the request started
+        if self.balanced and _entry_is_a_whole_task(sys._getframe(1)):
+            raise ContextNotShared(_lost_block(key))
         if kind is _Overlay:
             overlay: _Overlay[K, V] = current  # type: ignore[assignment]
             return self.var.set(_Overlay({**overlay.own, key: value}, overlay.shared))
@@ -169,7 +238,7 @@ class ContextMap(Generic[K, V]):
         try:
             self.var.reset(token)
         except ValueError as exc:   # a token of another context: the block cannot be closed here
-            raise ARError(NOT_SHARED_HINT) from exc
+            raise ContextNotShared(NOT_SHARED_HINT) from exc
 
 
 def _reset_shared(token: _SharedToken) -> None:
