@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
-import logging
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,86 +84,9 @@ def _add_demo(commands: Any) -> None:
     parser.set_defaults(handler=_run_demo)
 
 
-# -- rhosocial-ar db: migrations per connection (rhosocial_ar.migrate) --------------
+# -- --app: the user's module that configures connections and imports models ----------
 
 APP_VARIABLE = "RHOSOCIAL_AR_APP"
-_WITH_MODELS = ("revision", "check")   # their --all also covers connections without a chain
-
-_DB_EPILOG = f"""\
-examples:
-  rhosocial-ar db init
-  rhosocial-ar db revision -c sales -m "add invoices" --autogenerate --app myapp
-  rhosocial-ar db upgrade --all --app myapp
-  rhosocial-ar db downgrade -c sales -1
-  rhosocial-ar db check --all        # exits 1 when models and databases differ
-
---app (or ${APP_VARIABLE}) names the module that configures the connections and
-imports every model; see docs/migrations.md.
-"""
-
-
-def _add_db(commands: Any) -> None:
-    """Declare ``rhosocial-ar db`` and its subcommands."""
-    db = commands.add_parser(
-        "db", help="Alembic migrations per connection: revision, upgrade, downgrade, check, ...",
-        description="Alembic migrations, one chain per connection. DIR/env.py is shared; each\n"
-        "connection NAME keeps its revisions in DIR/NAME/versions/ and its place in the\n"
-        "table alembic_version_NAME of its own database. Upgrading one connection never\n"
-        "runs another's migrations.",
-        epilog=_DB_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
-
-    def add(name: str, summary: str, description: str, all_help: str | None) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = actions.add_parser(name, help=summary, description=description)
-        parser.set_defaults(handler=_run_db)
-        if all_help is not None:
-            which = parser.add_mutually_exclusive_group(required=True)
-            which.add_argument("-c", "--connection", metavar="NAME", help="the connection to act on")
-            which.add_argument("--all", action="store_true", help=all_help)
-            parser.add_argument(
-                "--app", metavar="MODULE", default=None,
-                help="the module that configures the connections and imports every model: "
-                "package.module, package.module:function (called) or path/to/app.py "
-                f"(default: ${APP_VARIABLE})",
-            )
-        parser.add_argument("--directory", type=Path, default=Path("migrations"), metavar="DIR",
-                            help="the migrations directory (default: ./migrations)")
-        return parser
-
-    chains = "every connection that has migrations in DIR, in name order"
-    add("init", "create DIR/env.py and DIR/script.py.mako",
-        "Create the shared Alembic environment (env.py, script.py.mako) in DIR; files that "
-        "exist are kept. The first `revision` does this by itself.", None)
-    revision = add(
-        "revision", "write a new revision file for a connection",
-        "Write DIR/NAME/versions/<id>_<message>.py. With --autogenerate it holds what turns "
-        "the connection's database into its models (other connections' tables are left "
-        "alone); when they already agree no file is written.",
-        "every connection that has migrations or models")
-    revision.add_argument("-m", "--message", required=True, help="what the revision does")
-    revision.add_argument("--autogenerate", action="store_true",
-                          help="compare the models with the database and write the difference")
-    add("upgrade", "run a connection's migrations up to a revision",
-        "Run the connection's own migrations up to REVISION.", chains).add_argument(
-        "revision", nargs="?", default="head", metavar="REVISION",
-        help="where to stop (default: head)")
-    add("downgrade", "undo a connection's migrations down to a revision",
-        "Run the downgrades of the connection's migrations down to REVISION.", chains).add_argument(
-        "revision", metavar="REVISION", help="-1 (one step), a revision id, or base (all of them)")
-    add("current", "show the revision each database is at",
-        "Show the revision recorded in the connection's version table, and its chain's head.",
-        chains)
-    add("history", "list a connection's revisions, newest first",
-        "List the revisions of the connection's chain, newest first (reads files only).", chains)
-    add("check", "exit 1 when models and database differ",
-        "Compare the connection's models with its database; list each difference and exit 1 "
-        "when there is any, or when the database is not at the chain's head.",
-        "every connection that has migrations or models")
-    add("stamp", "record a revision without running migrations",
-        "Write REVISION to the connection's version table without running any migration, "
-        "e.g. to adopt a database an existing Alembic setup created.", chains).add_argument(
-        "revision", metavar="REVISION", help="a revision id, head or base")
 
 
 def load_app(spec: str | None) -> None:
@@ -171,19 +94,22 @@ def load_app(spec: str | None) -> None:
     if not spec:
         return
     target, _, function = spec.partition(":")
+    if not {"", os.getcwd()} & set(sys.path):
+        sys.path.insert(0, os.getcwd())    # like `python -m`: modules beside you import
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
             raise CommandError(f"app file not found: {path} (--app / ${APP_VARIABLE})")
-        sys.path.insert(0, str(path.resolve().parent))
-        found = importlib.util.spec_from_file_location(path.stem, path)
-        assert found is not None and found.loader is not None
-        module = importlib.util.module_from_spec(found)
-        sys.modules[path.stem] = module
-        found.loader.exec_module(module)
+        target, root = module_of_file(path)
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        # imported by its dotted name, so `from mypkg import models` in it finds its package,
+        # and a module importing mypkg.settings gets this same module, not a second copy
+        module = importlib.import_module(target)
+        if Path(getattr(module, "__file__", None) or "").resolve() != path.resolve():
+            raise CommandError(f"app file {path} is hidden by the module {target!r} at "
+                               f"{module.__file__} (--app / ${APP_VARIABLE}); rename the file")
     else:
-        if not {"", os.getcwd()} & set(sys.path):
-            sys.path.insert(0, os.getcwd())    # like `python -m`: modules beside you import
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
@@ -199,6 +125,19 @@ def load_app(spec: str | None) -> None:
         setup()
 
 
+def module_of_file(path: Path) -> tuple[str, Path]:
+    """The dotted name of a .py file and the directory to import it from, as pytest does:
+    up through the directories that hold an ``__init__.py`` (``mypkg/settings.py`` ->
+    ``mypkg.settings``, imported from the directory above ``mypkg``)."""
+    path = path.resolve()
+    parts = [] if path.stem == "__init__" else [path.stem]
+    root = path.parent
+    while (root / "__init__.py").is_file() and root.parent != root:
+        parts.insert(0, root.name)
+        root = root.parent
+    return ".".join(parts), root
+
+
 def load_configured_app(spec: str | None) -> None:
     """Import the app (``--app`` or the environment); it must configure some connection."""
     from .connections import ConnectionManager
@@ -209,138 +148,11 @@ def load_configured_app(spec: str | None) -> None:
                            f"${APP_VARIABLE}) naming the module that configures them")
 
 
-def _run_db(args: argparse.Namespace) -> int:
-    """Run one ``db`` subcommand for one connection or, with --all, for each in turn."""
-    from . import migrate
-    from .errors import MigrationError
+def _add_db(commands: Any) -> None:
+    """Declare ``rhosocial-ar db`` (``rhosocial_ar.cli_db``)."""
+    from .cli_db import add_db
 
-    command = args.db_command
-    if command == "init":
-        written = migrate.init(args.directory)
-        for path in written:
-            print(f"created {_shown(path)}")
-        if not written:
-            print(f"{_shown(args.directory)} already has env.py and script.py.mako")
-        return 0
-    load_configured_app(args.app)
-    if args.connection is not None:
-        names = [args.connection]
-    else:
-        names = migrate.all_names(args.directory, with_models=command in _WITH_MODELS)
-        if not names:
-            raise MigrationError(_no_chains(args.directory, command in _WITH_MODELS))
-    if command == "check":
-        return _db_check(args, names)
-    for name in names:
-        _DB_ACTIONS[command](args, name)
-    return 0
-
-
-def _no_chains(directory: Path, with_models: bool) -> str:
-    what = "migrations or models" if with_models else "migrations"
-    return f"no connection has {what} yet (looked in {_shown(directory)})"
-
-
-def _revision(args: argparse.Namespace, name: str) -> None:
-    from . import migrate
-
-    path = migrate.revision(name, args.message, args.autogenerate, args.directory)
-    if path is None:
-        print(f"{name}: no changes: the database matches the models; no revision written")
-    else:
-        print(f"{name}: wrote {_shown(path)}")
-
-
-def _move(args: argparse.Namespace, name: str) -> None:
-    """upgrade, downgrade or stamp, printing each migration as it runs."""
-    from . import migrate
-
-    before = migrate.current(name)
-    log = logging.getLogger("alembic.runtime.migration")
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(f"{name}: %(message)s"))
-    handler.addFilter(lambda record: record.getMessage().startswith("Running "))
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        after = getattr(migrate, args.db_command)(name, args.revision, args.directory)
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
-    where = _where(name, after, migrate.heads(name, args.directory), hint=False)
-    print(f"{name}: {'already at' if before == after else 'now at'} {where}")
-
-
-def _current(args: argparse.Namespace, name: str) -> None:
-    from . import migrate
-    from .errors import MigrationError
-
-    at = migrate.current(name)
-    try:
-        tips: tuple[str, ...] | None = migrate.heads(name, args.directory)
-    except MigrationError:   # no chain yet: the database's revision is still worth showing
-        tips = None
-    print(f"{name}: {_where(name, at, tips)}")
-
-
-def _where(name: str, at: tuple[str, ...], tips: tuple[str, ...] | None, hint: bool = True) -> str:
-    shown = ", ".join(at) or "<base>"
-    if tips is None:
-        return f"{shown} (no migrations yet)"
-    if set(at) == set(tips):
-        return f"{shown} (head)"
-    todo = f": run `rhosocial-ar db upgrade -c {name}`" if hint else ""
-    return f"{shown} (head is {', '.join(tips)}{todo})"
-
-
-def _history(args: argparse.Namespace, name: str) -> None:
-    from . import migrate
-
-    print(f"{name}:")
-    for rev in migrate.history(name, args.directory):
-        down = rev.down_revision
-        parent = ", ".join(down) if isinstance(down, tuple) else down or "<base>"
-        print(f"  {parent} -> {rev.revision}{' (head)' if rev.is_head else ''}, {rev.message}")
-
-
-def _db_check(args: argparse.Namespace, names: list[str]) -> int:
-    from . import migrate
-    from .errors import MigrationError
-
-    differ = []
-    for name in names:
-        try:
-            found = migrate.check(name, args.directory)
-        except MigrationError as exc:
-            if args.connection is not None:
-                raise      # -c NAME without migrations: an error, not a difference
-            found = [str(exc)]
-        if found:
-            differ.append(name)
-            print(f"{name}: {len(found)} difference{'s' if len(found) > 1 else ''}")
-            for line in found:
-                print(f"  - {line}")
-        else:
-            print(f"{name}: the database matches the models")
-    if differ:
-        raise CommandError(f"models and database differ on {', '.join(map(repr, differ))} "
-                           f"(listed above)")
-    return 0
-
-
-_DB_ACTIONS: dict[str, Callable[[argparse.Namespace, str], None]] = {
-    "revision": _revision, "upgrade": _move, "downgrade": _move, "stamp": _move,
-    "current": _current, "history": _history,
-}
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it is below it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    add_db(commands)
 
 
 # -- rhosocial-ar recover: finish in-doubt two-phase transactions --------------------
@@ -413,8 +225,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # reported as one line (the traceback with --debug), not swallowed
         if args.debug:
             raise
-        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {with_options(describe_error(exc) + _hint(exc), args)}",
+              file=sys.stderr)
         return 1
+
+
+# a suggested command in a message, e.g. `rhosocial-ar db upgrade -c shop`
+_SUGGESTED = re.compile(r"`(rhosocial-ar db [^`]*)`")
+
+
+def with_options(text: str, args: argparse.Namespace) -> str:
+    """``text`` with each suggested ``rhosocial-ar db`` command given this run's --app and
+    --directory, so that it can be copied and run as it is."""
+    extra = ""
+    if getattr(args, "app", None):
+        extra += f" --app {shlex.quote(args.app)}"
+    directory = getattr(args, "directory", None)
+    if directory is not None and Path(directory) != Path("migrations"):
+        extra += f" --directory {shlex.quote(str(directory))}"
+    return _SUGGESTED.sub(lambda m: f"`{m.group(1)}{extra}`", text) if extra else text
+
+
+# drivers are extras (pyproject.toml): the one a URL needs, by the module it imports
+_DRIVER_EXTRAS = {"psycopg2": "postgresql", "pymysql": "mysql"}
+
+
+def _hint(exc: BaseException) -> str:
+    """What to do about a few errors whose own message does not say."""
+    text = str(exc)
+    if "sqlalchemy.dialects:postgres" in text and "postgresql" not in text:
+        return ("; SQLAlchemy spells the scheme postgresql:// (postgresql+psycopg2://), "
+                "not postgres://")
+    if isinstance(exc, ModuleNotFoundError) and exc.name in _DRIVER_EXTRAS:
+        return (f"; the driver is an extra: pip install "
+                f"'rhosocial_ar[{_DRIVER_EXTRAS[exc.name]}]' (or rhosocial_ar[all])")
+    return ""
 
 
 if __name__ == "__main__":

@@ -39,13 +39,13 @@ from alembic.util import CommandError
 
 from . import registry
 from .connections import ConnectionManager, get_connection
-from .errors import MigrationError, ReadOnlyError
+from .errors import MigrationError, ReadOnlyError, describe_error
 
 __all__ = [
-    "DEFAULT_DIRECTORY", "RevisionInfo", "all_names", "check", "check_all", "current",
-    "current_all", "describe", "downgrade", "downgrade_all", "heads", "history", "init",
-    "revision", "revision_all", "run_environment", "stamp", "upgrade", "upgrade_all",
-    "version_table", "versions_dir",
+    "DEFAULT_DIRECTORY", "RevisionInfo", "all_names", "branches", "check", "check_all", "current",
+    "current_all", "describe", "downgrade", "downgrade_all", "downgrade_sql", "heads", "history",
+    "init", "merge", "revision", "revision_all", "run_environment", "stamp", "unconfigured_models",
+    "upgrade", "upgrade_all", "upgrade_sql", "version_table", "versions_dir",
 ]
 
 DEFAULT_DIRECTORY = "migrations"
@@ -126,14 +126,30 @@ def _model_connections() -> list[str]:
     )
 
 
+def unconfigured_models() -> list[tuple[str, str]]:
+    """(model, connection) for each model whose ``__connection__`` names no configured connection."""
+    configured = set(ConnectionManager.names())
+    return sorted(
+        (f"{model.__module__}.{model.__qualname__}", name)
+        for name, metadata in registry.tables_by_connection().items() if name not in configured
+        for table in metadata.tables.values() for model in registry.models_of_table(table)
+    )
+
+
 def all_names(directory: PathLike = DEFAULT_DIRECTORY, *, with_models: bool = False) -> list[str]:
     """The connections ``--all`` acts on: those with a chain in ``directory``.
 
     With ``with_models`` (revision and check), also the configured writable
-    connections that have models but no chain yet.
+    connections that have models but no chain yet; a model whose connection
+    is not configured is then an error (it would be left out in silence).
     """
     names = set(_chains(directory))
     if with_models:
+        stray = unconfigured_models()
+        if stray:
+            listed = ", ".join(f"{model} has __connection__ {name!r}" for model, name in stray)
+            raise MigrationError(f"{listed}, which is not configured (configured: "
+                                 f"{', '.join(map(repr, ConnectionManager.names())) or 'none'})")
         names |= set(_model_connections())
     return sorted(names)
 
@@ -158,7 +174,7 @@ def _config(name: str, directory: PathLike) -> Config:
 def _no_migrations(name: str, directory: PathLike) -> MigrationError:
     return MigrationError(
         f"no migrations yet for connection {name!r} in {versions_dir(name, directory)}; "
-        f"create the first with: rhosocial-ar db revision -c {name} --autogenerate -m MESSAGE"
+        f"create the first with `rhosocial-ar db revision -c {name} --autogenerate -m MESSAGE`"
     )
 
 
@@ -175,11 +191,18 @@ def _script(name: str, directory: PathLike, config: Config) -> ScriptDirectory:
 
 @contextmanager
 def _alembic_errors(name: str) -> Iterator[None]:
-    """Re-raise Alembic's command errors as ``MigrationError`` naming the connection."""
+    """Re-raise Alembic's command errors, and the database's errors while a migration runs,
+    as ``MigrationError`` naming the connection (the original is kept as ``__cause__``)."""
     try:
         yield
     except CommandError as exc:
-        raise MigrationError(f"connection {name!r}: {exc}") from exc
+        hint = ""
+        if "multiple head" in str(exc).lower():    # two branches: Alembic's way out is a merge
+            hint = (f"; see them with `rhosocial-ar db heads -c {name}`, join them with "
+                    f"`rhosocial-ar db merge -c {name} -m MESSAGE`")
+        raise MigrationError(f"connection {name!r}: {exc}{hint}") from exc
+    except sa.exc.SQLAlchemyError as exc:
+        raise MigrationError(f"connection {name!r}: {describe_error(exc)}") from exc
 
 
 def _writable(name: str) -> None:
@@ -261,13 +284,39 @@ def _move(name: str, directory: PathLike, step: Any, revision: str) -> tuple[str
 
 
 def upgrade(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
-    """Run ``name``'s migrations up to ``revision``; returns the revisions the database is now at."""
+    """Run ``name``'s migrations up to ``revision``; returns the revisions the database is now at.
+
+    ``revision`` is ``head``, ``heads`` (every branch), an id, ``+1``, ...
+    """
     return _move(name, directory, command.upgrade, revision)
 
 
 def downgrade(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
     """Undo ``name``'s migrations down to ``revision`` ('-1', an id, 'base'); returns where it is now."""
     return _move(name, directory, command.downgrade, revision)
+
+
+def upgrade_sql(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY) -> str:
+    """The SQL an upgrade would run, in ``name``'s dialect; the database is not touched.
+
+    As Alembic's offline mode (``alembic upgrade --sql``): from base, or from
+    ``START`` with ``START:END``; the script also writes the version table.
+    """
+    return _offline(name, directory, command.upgrade, revision)
+
+
+def downgrade_sql(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> str:
+    """The SQL a downgrade would run; ``revision`` must say where from: ``START:END``."""
+    return _offline(name, directory, command.downgrade, revision)
+
+
+def _offline(name: str, directory: PathLike, step: Any, revision: str) -> str:
+    config = _config(name, directory)
+    _script(name, directory, config)
+    config.output_buffer = buffer = io.StringIO()
+    with _alembic_errors(name):
+        step(config, revision, sql=True)
+    return buffer.getvalue()
 
 
 def stamp(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
@@ -286,6 +335,25 @@ def current(name: str) -> tuple[str, ...]:
 def heads(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
     """The newest revisions of ``name``'s chain (one unless it branched)."""
     return tuple(_script(name, directory, _config(name, directory)).get_heads())
+
+
+def branches(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, tuple[str, ...]]:
+    """The revisions of ``name``'s chain that two or more revisions revise: {branch point: children}."""
+    script = _script(name, directory, _config(name, directory))
+    return {rev.revision: tuple(sorted(rev.nextrev)) for rev in script.walk_revisions()
+            if rev.is_branch_point}
+
+
+def merge(name: str, message: str, revisions: tuple[str, ...] = ("heads",),
+          directory: PathLike = DEFAULT_DIRECTORY) -> Path:
+    """Write a revision that revises ``revisions`` (by default every head), joining the branches."""
+    config = _config(name, directory)
+    _script(name, directory, config)
+    with _alembic_errors(name):
+        script = command.merge(config, list(revisions), message=message)
+    if script is None:
+        raise MigrationError(f"connection {name!r}: no merge revision was written")
+    return Path(script.path)
 
 
 def history(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> list[RevisionInfo]:
@@ -397,6 +465,11 @@ def run_environment(**options: Any) -> None:
         if key in options and key in settings:
             settings[key] = _both(settings[key], options.pop(key))
     settings.update(options)
+    if context.is_offline_mode():    # --sql: the script in the connection's dialect, no database
+        context.configure(url=get_connection(name).engine.url, literal_binds=True, **settings)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
     with get_connection(name).engine.connect() as connection:
         context.configure(connection=connection, **settings)
         with context.begin_transaction():

@@ -250,8 +250,11 @@ def test_stamp_adopts_a_database_without_running_migrations(tmp_path: Path) -> N
     sa_engine = sa.create_engine(url)
     registry.tables_by_connection()["default"].create_all(sa_engine)   # made some other way
     sa_engine.dispose()
-    with pytest.raises(sa.exc.OperationalError):    # upgrading would create it again
+    # upgrading would create it again: the database's error, naming the connection
+    with pytest.raises(MigrationError, match="connection 'default': OperationalError: table "
+                       "users already exists") as failed:
         migrate.upgrade("default")
+    assert isinstance(failed.value.__cause__, sa.exc.OperationalError)
     assert migrate.stamp("default", "head") == (rev.name[:12],)
     assert migrate.check("default") == []
 

@@ -124,7 +124,8 @@ def test_a_session(backend: Backend, isolated: Path, capsys: pytest.CaptureFixtu
     assert out == (f"shop: Running downgrade {head} -> {first}, price\n"
                    f"shop: now at {first} (head is {head})\n")
     code, out, _ = run(capsys, "current", "-c", "shop", "--app", app)
-    assert out == f"shop: {first} (head is {head}: run `rhosocial-ar db upgrade -c shop`)\n"
+    assert out == (f"shop: {first} (head is {head}: run `rhosocial-ar db upgrade -c shop "
+                   f"--app {app}`)\n")     # a hint to copy as it is
     code, out, _ = run(capsys, "upgrade", "-c", "stats", "--app", app)
     assert out.startswith("stats: already at ")
 
@@ -162,12 +163,14 @@ def test_app_forms(isolated: Path, capsys: pytest.CaptureFixture[str],
      "module that configures them"),
     (["upgrade", "-c", "shop", "--app", "shopapp"],
      "MigrationError: no migrations yet for connection 'shop' in migrations/shop/versions; "
-     "create the first with: rhosocial-ar db revision -c shop --autogenerate -m MESSAGE"),
+     "create the first with `rhosocial-ar db revision -c shop --autogenerate -m MESSAGE "
+     "--app shopapp`"),
     (["history", "--all", "--app", "shopapp"],
      "MigrationError: no connection has migrations yet (looked in migrations)"),
     (["check", "-c", "shop", "--app", "shopapp"],
      "MigrationError: no migrations yet for connection 'shop' in migrations/shop/versions; "
-     "create the first with: rhosocial-ar db revision -c shop --autogenerate -m MESSAGE"),
+     "create the first with `rhosocial-ar db revision -c shop --autogenerate -m MESSAGE "
+     "--app shopapp`"),
 ])
 def test_errors_are_one_line(isolated: Path, capsys: pytest.CaptureFixture[str],
                              args: list[str], message: str) -> None:
@@ -194,7 +197,7 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["db", "--help"])
     out = capsys.readouterr().out
     for command in ("init", "revision", "upgrade", "downgrade", "current", "history", "check",
-                    "stamp"):
+                    "stamp", "heads", "branches", "merge"):
         assert f"\n    {command}" in out
     assert "$RHOSOCIAL_AR_APP" in out
     db = build_parser()._subparsers._group_actions[0].choices["db"]  # type: ignore[union-attr]
@@ -205,7 +208,7 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         if command != "init":
             # Python 3.13's argparse names the metavar once: "-c, --connection NAME"
             assert "-c NAME, --connection NAME" in text or "-c, --connection NAME" in text
-            assert "--all" in text and "--app MODULE" in text
+            assert ("--all" in text) == (command != "merge") and "--app MODULE" in text
 
 
 def test_as_a_command(isolated: Path) -> None:
