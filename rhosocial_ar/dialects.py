@@ -183,6 +183,13 @@ def precise_time() -> Any:
     return sa.Time().with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
 
 
+def json_type(dialect: Dialect) -> Any:
+    """The JSON column of nested models, dicts and lists: JSONB on PostgreSQL (compared by value)."""
+    if dialect.name == "postgresql":
+        return postgresql.JSONB(none_as_null=True)
+    return sa.JSON(none_as_null=True)
+
+
 def max_bind_params(dialect: Dialect) -> int:
     """How many bound parameters fit in one statement on this dialect."""
     if dialect.name == "sqlite":

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .errors import ValueNotStorable
-from .values import to_naive_utc
+from .values import TextValue, to_naive_utc
 
 __all__ = ["Check", "column_checks", "fit_value"]
 
@@ -62,6 +62,9 @@ def fit_value(name: str, check: Check | None, value: Any, where: str) -> Any:
 
 
 def _check_for(type_: Any) -> Check | None:
+    if isinstance(type_, TextValue):     # a URL: its text must fit
+        check = _length(type_.impl_instance)
+        return None if check is None else lambda value: check(str(value))
     if isinstance(type_, sa.TypeDecorator):
         type_ = type_.impl_instance
     if isinstance(type_, sa.Enum):       # pydantic allows only its members

@@ -24,17 +24,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import annotated_types
+import pydantic
 import sqlalchemy as sa
 from pydantic import Field as PydanticField
 from pydantic.fields import FieldInfo
+from pydantic.networks import UrlConstraints
 
 from . import dialects
 from .errors import ConfigurationError
-from .values import ExactDecimal, UTCDateTime
+from .values import URL_TYPES, ExactDecimal, JSONValue, TextValue, UTCDateTime
 
 __all__ = ["ColumnSpec", "Field", "build_table", "default_table_name"]
 
 DEFAULT_STRING_LENGTH = 255
+# the longest address email-validator accepts (RFC 5321's path limit less its brackets)
+EMAIL_LENGTH = 254
+# HttpUrl's own limit (the longest URL old browsers took); other URL types get it too
+URL_LENGTH = 2083
+# collections stored as one JSON document
+_JSON_ORIGINS = (dict, list, tuple, set, frozenset)
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,14 @@ def _max_length(items: list[Any]) -> int | None:
     return None
 
 
+def _url_length(items: list[Any]) -> int:
+    """``Field(max_length=)``, else the URL type's own limit (pydantic < 2.10: UrlConstraints), else 2083."""
+    for item in items:
+        if isinstance(item, annotated_types.MaxLen | UrlConstraints) and item.max_length is not None:
+            return int(item.max_length)
+    return URL_LENGTH
+
+
 def sa_type_for(name: str, annotation: Any, info: FieldInfo) -> Any:
     """Map a field's Python type to a SQLAlchemy column type."""
     inner, _ = _unwrap_optional(annotation)
@@ -156,15 +172,17 @@ def sa_type_for(name: str, annotation: Any, info: FieldInfo) -> Any:
             return sa.Enum(origin, values_callable=lambda e: [m.value for m in e])
         if issubclass(origin, str):
             return sa.String(_max_length(_constraints(annotation, info)) or DEFAULT_STRING_LENGTH)
-        if issubclass(origin, dict | list | tuple):
-            return sa.JSON(none_as_null=True)
+        if origin is pydantic.EmailStr:
+            return sa.String(_max_length(_constraints(annotation, info)) or EMAIL_LENGTH)
+        if issubclass(origin, URL_TYPES):
+            return TextValue(_url_length(_constraints(annotation, info)), inner)
+        if issubclass(origin, (pydantic.BaseModel, *_JSON_ORIGINS)):
+            return JSONValue(inner)
         for python_type, column_type in _SCALAR_TYPES:
             if issubclass(origin, python_type):
                 if column_type is sa.Numeric:
                     return _numeric(_constraints(annotation, info))
                 return column_type
-    if typing.get_origin(inner) is not None and typing.get_origin(inner) in (dict, list, tuple):
-        return sa.JSON(none_as_null=True)
     raise ConfigurationError(
         f"field {name!r}: no column type for {annotation!r}; pass Field(sa_type=...)"
     )

@@ -4,6 +4,9 @@
         price: Decimal                 # ExactDecimal(18, 6): exact on SQLite too
         at: datetime.datetime          # UTCDateTime: aware values stored as naive UTC
 
+        address: Address               # JSONValue: JSON (JSONB on PostgreSQL), read back as an Address
+        site: HttpUrl                  # TextValue: VARCHAR(2083), read back as an HttpUrl
+
     bind_type(type(value))             # the type a ``where('at = ?', value)`` value is bound with
 
 ``docs/values.md`` states the rules these implement.
@@ -18,14 +21,19 @@ import functools
 import uuid
 from typing import Any
 
+import pydantic
+import pydantic_core
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy.engine import Dialect
 
 from . import dialects
 
-__all__ = ["ExactDecimal", "UTCDateTime", "bind_type", "to_naive_utc"]
+__all__ = ["ExactDecimal", "JSONValue", "TextValue", "UTCDateTime", "bind_type", "to_naive_utc"]
 
 _UTC = datetime.timezone.utc
+# pydantic's URL types: classes from 2.10 on, pydantic_core's Url with constraints before
+URL_TYPES: tuple[type, ...] = (pydantic.AnyUrl, pydantic_core.Url, pydantic_core.MultiHostUrl)
 
 
 def to_naive_utc(value: Any) -> Any:
@@ -127,6 +135,79 @@ def _decimal_text(value: Any) -> Any:
     return str(value)
 
 
+class _Typed(sa.TypeDecorator[Any]):
+    """A column whose values are read back through pydantic's validation of ``annotation``.
+
+    The loader trusts rows and does not validate them (fastpath/loading.py), so
+    the column's result processor makes the value the field's type again.
+    Migrations render it without the annotation (``JSONValue()``): DDL needs none.
+    """
+
+    cache_ok = True
+
+    def __init__(self, annotation: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.annotation = annotation
+        self._adapter: TypeAdapter[Any] | None = None
+
+    @property
+    def adapter(self) -> TypeAdapter[Any]:
+        if self._adapter is None:   # on first use: the annotation may name a class defined later
+            self._adapter = TypeAdapter(self.annotation)
+        return self._adapter
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.adapter.validate_python(value)
+
+    @property
+    def python_type(self) -> type:
+        return object
+
+
+class JSONValue(_Typed):
+    """JSON (JSONB on PostgreSQL) holding a nested model, a dict or a list, typed by ``annotation``.
+
+    Written as pydantic's JSON dump of the value (a dict given for a model is
+    validated first), read back through the field's validation: ``list[Address]``
+    comes back as Address records, a tuple as a tuple.
+    """
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def __init__(self, annotation: Any = Any) -> None:
+        super().__init__(annotation, none_as_null=True)
+
+    def __repr__(self) -> str:
+        return "JSONValue()"
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(dialects.json_type(dialect))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        adapter = self.adapter
+        return adapter.dump_python(adapter.validate_python(value), mode="json")
+
+
+class TextValue(_Typed):
+    """VARCHAR(length) holding a string-like value that is not a ``str`` (a pydantic URL)."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None, annotation: Any = str) -> None:
+        super().__init__(annotation, length)
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"TextValue(length={self.length!r})"
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return value if value is None or isinstance(value, str) else str(value)
+
+
 class _EnumValue(sa.TypeDecorator[Any]):
     """A fragment's enum member, bound as its value (what an Enum column holds)."""
 
@@ -158,4 +239,8 @@ def bind_type(kind: type) -> Any:
         return sa.Uuid()
     if issubclass(kind, enum.Enum):
         return _EnumValue()
+    if issubclass(kind, URL_TYPES):
+        return TextValue(None, kind)
+    if issubclass(kind, pydantic.BaseModel):
+        return JSONValue(kind)
     return None
