@@ -14,9 +14,9 @@
     def create_user(name: str, tx: Transaction = Depends(in_transaction)):
         return User.create(username=name).id     # inside the dependency's transaction
 
-Without the middleware, the endpoint would not see a block that a ``def``
-dependency entered (it runs in another copy of the request's context), and the
-dependency's exit raises ``ARError``. See docs/web-frameworks.md.
+Without the middleware, a block that a ``def`` dependency enters would be lost
+with the worker thread's copy of the request's context, so it raises
+``ContextNotShared`` before it opens. See docs/web-frameworks.md.
 """
 
 from __future__ import annotations

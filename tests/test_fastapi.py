@@ -5,16 +5,22 @@
 FastAPI runs a ``def`` dependency's setup and teardown, and a ``def`` endpoint,
 in worker threads, each with a copy of the request's context; ``async def``
 ones run in the request's task. Every combination must route the endpoint's
-statements into the dependency's block, with RequestScopeMiddleware installed.
+statements into the dependency's block, with RequestScopeMiddleware installed;
+without it, ``async def`` dependencies still do, and a ``def`` dependency's
+block raises ContextNotShared before any statement.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import copy_context
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 fastapi = pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -22,12 +28,25 @@ pytest.importorskip("httpx")
 from fastapi import Depends, FastAPI, HTTPException  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from rhosocial_ar import ARError, RequestScopeMiddleware, Transaction  # noqa: E402
+from rhosocial_ar import (  # noqa: E402
+    ContextNotShared,
+    RequestScopeMiddleware,
+    Transaction,
+    get_connection,
+    two_phase,
+)
 from rhosocial_ar.transaction import current_frame  # noqa: E402
 from tests.conftest import make_tables  # noqa: E402
 from tests.models import User  # noqa: E402
 
 KINDS = ["def", "async def"]
+# (dependency kind, RequestScopeMiddleware installed): where a dependency's block holds
+KEPT = [("def", True), ("async def", True), ("async def", False)]
+KEPT_IDS = ["def-scoped", "async-scoped", "async-unscoped"]
+BLOCKS: dict[str, Callable[[], Any]] = {
+    "using_connection": lambda: User.using_connection("secondary"),
+    "Transaction": Transaction,
+}
 
 
 def dependency(kind: str, block: Callable[[], Any]) -> Callable[..., Any]:
@@ -88,11 +107,31 @@ def usernames(connection: str = "default") -> list[str]:
     return sorted(User.using(connection).pluck("username"))
 
 
+@contextmanager
+def checkouts() -> Iterator[list[str]]:
+    """The connections taken from the pools of 'default' and 'secondary' in the block."""
+    taken: list[str] = []
+    listeners = []
+    for name in ("default", "secondary"):
+        engine = get_connection(name).engine
+
+        def listener(*_: Any, name: str = name) -> None:
+            taken.append(name)
+        sa.event.listen(engine, "checkout", listener)
+        listeners.append((engine, listener))
+    try:
+        yield taken
+    finally:
+        for engine, listener in listeners:
+            sa.event.remove(engine, "checkout", listener)
+
+
 @pytest.mark.parametrize("endpoint_kind", KINDS)
-@pytest.mark.parametrize("dependency_kind", KINDS)
-def test_a_transaction_dependency_holds_the_endpoints_writes(db, dependency_kind, endpoint_kind):
+@pytest.mark.parametrize(("dependency_kind", "middleware"), KEPT, ids=KEPT_IDS)
+def test_a_transaction_dependency_holds_the_endpoints_writes(db, dependency_kind, middleware,
+                                                             endpoint_kind):
     make_tables(User)
-    app = app_with(dependency(dependency_kind, Transaction), create_user, endpoint_kind)
+    app = app_with(dependency(dependency_kind, Transaction), create_user, endpoint_kind, middleware)
     with TestClient(app) as client:
         response = client.post("/users", params={"name": "ann"})
         assert response.status_code == 200, response.text
@@ -105,11 +144,12 @@ def test_a_transaction_dependency_holds_the_endpoints_writes(db, dependency_kind
 
 
 @pytest.mark.parametrize("endpoint_kind", KINDS)
-@pytest.mark.parametrize("dependency_kind", KINDS)
-def test_a_using_connection_dependency_routes_the_endpoint(db, dependency_kind, endpoint_kind):
+@pytest.mark.parametrize(("dependency_kind", "middleware"), KEPT, ids=KEPT_IDS)
+def test_a_using_connection_dependency_routes_the_endpoint(db, dependency_kind, middleware,
+                                                           endpoint_kind):
     tables_on_both()
-    app = app_with(dependency(dependency_kind, lambda: User.using_connection("secondary")),
-                   create_user, endpoint_kind)
+    app = app_with(dependency(dependency_kind, BLOCKS["using_connection"]), create_user,
+                   endpoint_kind, middleware)
     with TestClient(app) as client:
         for name in ("ann", "bob"):
             response = client.post("/users", params={"name": name})
@@ -192,23 +232,107 @@ def test_tasks_a_request_starts_keep_their_own_blocks(db):
     assert usernames("secondary") == ["on-secondary"] and usernames("default") == ["on-default"]
 
 
-def test_without_the_middleware_a_sync_dependencys_block_fails_clearly(db):
-    """Without a request scope the copies cannot share the block: an ARError, not a ValueError.
+@pytest.mark.parametrize("endpoint_kind", KINDS)
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_without_the_middleware_a_def_dependencys_block_fails_before_any_statement(db, block,
+                                                                                   endpoint_kind):
+    """Its entry is the whole task of a worker thread, in a context copy thrown away after.
 
-    The dependency's transaction is rolled back, nothing of it is committed.
+    Before, the endpoint's write went to 'default', outside the block, and only the
+    dependency's exit raised. Now neither the block nor the endpoint runs, and no
+    connection is even taken from a pool.
     """
-    make_tables(User)
-    opened: list[Transaction] = []
+    tables_on_both()
+    ran: list[str] = []
 
-    def in_transaction() -> Iterator[None]:
-        with Transaction() as tx:
-            opened.append(tx)
+    def in_block() -> Iterator[None]:
+        with BLOCKS[block]():
+            ran.append("dependency")
             User.create(username="in-dependency", email="e")
             yield
 
-    app = app_with(in_transaction, lambda name, fail: None, "def", middleware=False)
-    with TestClient(app, raise_server_exceptions=True) as client:
-        with pytest.raises(ARError, match="request_scope"):
+    def work(name: str, fail: bool) -> dict[str, Any]:
+        ran.append("endpoint")
+        return create_user(name, fail)
+
+    app = app_with(in_block, work, endpoint_kind, middleware=False)
+    with TestClient(app) as client, checkouts() as taken:
+        with pytest.raises(ContextNotShared, match=r"RequestScopeMiddleware.*`async def`"):
             client.post("/users", params={"name": "ann"})
+    assert taken == [] and ran == []
+    assert usernames("default") == [] and usernames("secondary") == []
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_without_the_middleware_a_def_dependencys_two_phase_block_fails(db):
+    """two_phase() enters a transaction per connection: the first refuses, none is left open."""
+    tables_on_both()
+
+    def across() -> Iterator[None]:
+        with two_phase("default", "secondary"):
+            User.create(username="in-dependency", email="e")
+            yield
+
+    app = app_with(across, create_user, "def", middleware=False)
+    with TestClient(app) as client:
+        with pytest.raises(ContextNotShared, match="RequestScopeMiddleware"):
+            client.post("/users", params={"name": "ann"})
+    assert usernames("default") == [] and usernames("secondary") == []
+    pools = [get_connection(n).engine.pool for n in ("default", "secondary")]
+    assert [p.checkedout() for p in pools if isinstance(p, sa.pool.QueuePool)] == [0, 0]
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_without_the_middleware_a_def_endpoint_keeps_its_own_blocks(db, block):
+    """The endpoint's frame holds the block it opens: nothing is shared, nothing is refused."""
+    tables_on_both()
+    app = FastAPI()
+
+    @app.post("/users")
+    def add(name: str, fail: bool = False) -> dict[str, Any]:
+        with BLOCKS[block]():
+            return create_user(name, fail)
+
+    with TestClient(app) as client:
+        response = client.post("/users", params={"name": "ann"})
+        assert response.status_code == 200, response.text
+        assert client.post("/users", params={"name": "bob", "fail": True}).status_code == 409
+    if block == "Transaction":
+        assert response.json()["in_transaction"] is True
+        assert usernames("default") == ["ann"] and usernames("secondary") == []   # bob rolled back
+    else:
+        assert usernames("secondary") == ["ann", "bob"] and usernames("default") == []
+
+
+def test_worker_threads_outside_fastapi_follow_the_same_rule(db):
+    """A block's entry as a pool's whole task is refused; a function that holds its block runs."""
+    tables_on_both()
+
+    def holds(name: str) -> None:
+        with User.using_connection("secondary"):
+            User.create(username=name, email="e")
+
+    async def main() -> None:
+        with pytest.raises(ContextNotShared):
+            await asyncio.to_thread(User.using_connection("secondary").__enter__)
+        await asyncio.to_thread(holds, "to-thread")
+
+    asyncio.run(main())
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ContextNotShared):
+            pool.submit(Transaction("secondary").__enter__).result()
+        pool.submit(holds, "pool").result()
+    assert usernames("secondary") == ["pool", "to-thread"] and usernames("default") == []
+
+
+def test_a_block_closed_in_another_copy_is_rolled_back(db):
+    """Entered in one copy by hand, closed in another: ContextNotShared, and nothing commits."""
+    make_tables(User)
+    tx = Transaction()
+    entered = copy_context()
+    entered.run(tx.__enter__)                 # by hand, not a worker thread: not refused here
+    entered.run(User.create, username="in-block", email="e")
+    with pytest.raises(ContextNotShared, match="request_scope"):
+        copy_context().run(tx.__exit__, None, None, None)
     assert usernames() == []
-    assert "closed" in repr(opened[0])
+    assert "closed" in repr(tx)
