@@ -297,3 +297,35 @@ def test_an_update_value_expression_from_another_connection_is_refused(db):
     with pytest.raises(CrossConnectionError):
         Owner.where(Owner.c.age < newest).delete()
     assert Owner.find(1).age == 1
+
+
+def test_quick_shape_keys_never_join_what_sqlalchemy_keeps_apart():
+    """Equal quick keys must mean equal SQLAlchemy cache keys (equal SQL, equal types)."""
+    from rhosocial_ar.fastpath.shapes import _QUICK, shape_of
+
+    c = Owner.c
+    other = sa.Table("fence_other", sa.MetaData(), sa.Column("age", sa.Integer)).c
+    corpus = []
+    for v in (1, 2, 7):
+        corpus += [
+            c.age > v, c.age >= v, c.age < v, c.age == v, c.age != v, other.age > v,
+            c.id.between(v, v + 1), c.id.between(v, v + 1, symmetric=True), c.id.in_([v, v + 1]),
+            c.id.in_([v]), c.id.not_in([v]), c.notes.is_(None), c.notes.is_not(None),
+            c.name.like(f"a{v}%"), c.name.like(f"a{v}%", escape="/"), c.name.ilike(f"{v}"),
+            c.age + v, c.age - v, c.age * v, ~(c.age > v),
+            sa.and_(c.age > v, c.name == f"n{v}"), sa.or_(c.age > v, c.name == f"n{v}"),
+            sa.and_(c.age > v, sa.or_(c.id < v, c.notes.is_(None))),
+            c.age > float(v) + 0.5, c.name == sa.func.upper(c.name), c.score > decimal.Decimal(v),
+        ]
+    shapes = [(shape_of(e), e._generate_cache_key()) for e in corpus]
+    quick = [(s, k) for s, k in shapes if s is not None and s[0][0] is _QUICK]
+    assert len(quick) >= 20 * 3          # the common spellings take the quick key
+    for (a_shape, a_key) in quick:
+        for (b_shape, b_key) in quick:
+            if a_shape[0] == b_shape[0]:
+                assert a_key.key == b_key.key
+                assert len(a_shape[1]) == len(b_shape[1])
+    # and the same spelling with other values shares its key
+    assert shape_of(c.age > 1)[0] == shape_of(c.age > 99)[0]
+    assert shape_of(c.id.between(1, 2))[0] == shape_of(c.id.between(5, 9))[0]
+    assert shape_of(c.age > 1)[0] != shape_of(other.age > 1)[0]

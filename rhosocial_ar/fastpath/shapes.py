@@ -4,10 +4,13 @@
     key == shape_of(User.c.age > 40)[0]          # True
     [b.effective_value for b in binds]           # [30]
 
-The key is SQLAlchemy's own cache key (what its compiled cache is keyed
-on); the bound parameters come in the same order for every expression of
-the key, so a statement built from the first one runs with the values of
-any other.
+The common conditions (a table's column compared with values, ``between``,
+``in_``, ``is_(None)``, arithmetic on a column, and ``and_``/``or_`` of
+those) get a key read straight off the expression's public attributes;
+everything else gets SQLAlchemy's own cache key (what its compiled cache
+is keyed on), at about three times the cost. Either way the bound
+parameters come in the same order for every expression of the key, so a
+statement built from the first one runs with the values of any other.
 """
 
 from __future__ import annotations
@@ -15,19 +18,102 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from sqlalchemy import Column
+from sqlalchemy.sql.elements import (
+    BinaryExpression,
+    BindParameter,
+    BooleanClauseList,
+    ClauseList,
+    Grouping,
+    Null,
+)
+
+try:    # SQLAlchemy 2.0.? added it for between(); a plain ClauseList before
+    from sqlalchemy.sql.elements import ExpressionClauseList
+except ImportError:  # pragma: no cover
+    ExpressionClauseList = ClauseList  # type: ignore[misc,assignment]
+
 __all__ = ["shape_of"]
+
+# heads the quick keys, so they never equal one of SQLAlchemy's keys
+_QUICK = object()
+_LISTS = (ClauseList, ExpressionClauseList)
 
 
 def shape_of(expr: Any) -> tuple[Hashable, tuple[Any, ...]] | None:
     """``(key, bound parameters)``, or None for an expression SQLAlchemy does not cache."""
+    binds: list[Any] = []
+    key = _quick(expr, binds)
+    if key is not None:
+        return (_QUICK, key), tuple(binds)
     try:
         found = expr._generate_cache_key()
     except AttributeError:    # not a ClauseElement, or a SQLAlchemy without it
         return None
     if found is None:
         return None
-    binds = tuple(found.bindparams)
+    found_binds = tuple(found.bindparams)
     # a parameter without a value must fail as SQLAlchemy fails it, not run with None
-    if any(bind.required for bind in binds):
+    if any(bind.required for bind in found_binds):
         return None
-    return found.key, binds
+    return found.key, found_binds
+
+
+def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
+    """The key of a common condition, its parameters appended to ``binds``; None otherwise.
+
+    Two expressions get the same key only if they render the same SQL with
+    the same types: the key names the column object, the operator, the
+    modifiers (``escape``, ``symmetric``) and the result type's class, and
+    a parameter qualifies only when it carries the column's own type object
+    and nothing else that changes rendering (expanding is part of the key).
+    """
+    kind = type(expr)
+    if kind is BinaryExpression:
+        left = expr.left
+        if not isinstance(left, Column) or left.table is None:
+            return None
+        right = _operand(expr.right, left.type, binds)
+        if right is None:
+            return None
+        modifiers = expr.modifiers
+        if modifiers:
+            try:
+                modifiers = tuple(sorted(modifiers.items()))
+                hash(modifiers)
+            except TypeError:
+                return None
+        return (left, expr.operator, right, modifiers or None, type(expr.type))
+    if kind is BooleanClauseList:
+        parts = []
+        for clause in expr.clauses:
+            part = _quick(clause, binds)
+            if part is None:
+                return None
+            parts.append(part)
+        return ("bool", expr.operator, *parts)
+    if kind is Grouping:
+        inner = _quick(expr.element, binds)
+        return None if inner is None else ("group", inner)
+    return None
+
+
+def _operand(right: Any, column_type: Any, binds: list[Any]) -> Hashable | None:
+    kind = type(right)
+    if kind is BindParameter:
+        if (right.type is not column_type or not right.unique or right.callable is not None
+                or right.literal_execute or right.required):
+            return None
+        binds.append(right)
+        return "expanding" if right.expanding else "value"
+    if kind is Null:
+        return "null"
+    if kind in _LISTS:      # between's two values
+        parts = []
+        for clause in right.clauses:
+            part = _operand(clause, column_type, binds)
+            if part is None or part == "null":
+                return None
+            parts.append(part)
+        return ("list", kind, right.operator, right.group, *parts)
+    return None
