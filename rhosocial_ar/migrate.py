@@ -460,6 +460,7 @@ def run_environment(**options: Any) -> None:
         "render_as_batch": True,      # ALTERs SQLite can run; plain ALTER elsewhere
         "compare_type": True,
         "include_name": _include_name(name, metadata),
+        "render_item": _import_column_types,
     }
     for key in ("include_name", "include_object"):
         if key in options and key in settings:
@@ -474,6 +475,13 @@ def run_environment(**options: Any) -> None:
         context.configure(connection=connection, **settings)
         with context.begin_transaction():
             context.run_migrations()
+
+
+def _import_column_types(kind: str, item: Any, autogen_context: Any) -> bool:
+    """A revision using the library's column types (values.py) imports them; Alembic renders them."""
+    if kind == "type" and type(item).__module__ == "rhosocial_ar.values":
+        autogen_context.imports.add("import rhosocial_ar.values")
+    return False
 
 
 def _include_name(name: str, metadata: sa.MetaData) -> Callable[..., bool]:
