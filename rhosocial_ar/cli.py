@@ -256,9 +256,10 @@ def _hint(exc: BaseException) -> str:
     if "sqlalchemy.dialects:postgres" in text and "postgresql" not in text:
         return ("; SQLAlchemy spells the scheme postgresql:// (postgresql+psycopg2://), "
                 "not postgres://")
-    if isinstance(exc, ModuleNotFoundError) and exc.name in _DRIVER_EXTRAS:
+    missing = re.search(r"is not installed \((\w+)\)", text)   # connections.py's words
+    if missing and missing.group(1) in _DRIVER_EXTRAS:
         return (f"; the driver is an extra: pip install "
-                f"'rhosocial_ar[{_DRIVER_EXTRAS[exc.name]}]' (or rhosocial_ar[all])")
+                f"'rhosocial_ar[{_DRIVER_EXTRAS[missing.group(1)]}]' (or rhosocial_ar[all])")
     return ""
 
 

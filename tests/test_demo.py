@@ -214,3 +214,48 @@ def test_demo_across_servers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         check_databases(catalog_url, sales_url, source)
     finally:
         drop_demo_tables(catalog_url, sales_url)
+
+
+def _snapshot(url: str) -> dict[str, list[Any]]:
+    """Every table of a database and its rows, to compare before and after."""
+    engine = sa.create_engine(url)
+    try:
+        metadata = sa.MetaData()
+        metadata.reflect(engine)
+        with engine.connect() as conn:
+            return {name: sorted(map(tuple, conn.execute(sa.select(table))))
+                    for name, table in metadata.tables.items()}
+    finally:
+        engine.dispose()
+
+
+def test_a_database_holding_a_demo_table_is_left_alone(
+        backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 'customers' of someone else's on the sales side: refused before either side changes."""
+    catalog_url, sales_url = backend.urls
+    engine = sa.create_engine(sales_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY, who VARCHAR(20))"))
+            conn.execute(sa.text("INSERT INTO customers VALUES (1, 'not the demo''s')"))
+    finally:
+        engine.dispose()
+    # the catalog side holds a finished earlier run, which the demo would normally redo
+    try:
+        assert main(["demo", "--dir", str(tmp_path), "--catalog-url", catalog_url,
+                     "--sales-url", f"sqlite:///{tmp_path / 'spare.db'}"]) == 0
+        capsys.readouterr()
+        before = _snapshot(catalog_url), _snapshot(sales_url)
+        assert "tracks" in before[0] and list(before[1]) == ["customers"]
+
+        code = main(["demo", "--dir", str(tmp_path), "--catalog-url", catalog_url,
+                     "--sales-url", sales_url])
+        out, err = capsys.readouterr()
+        assert code == 1 and "migrations:" not in out
+        shown = sa.make_url(sales_url).render_as_string(hide_password=True)
+        assert err == (f"rhosocial-ar: error: connection 'sales' ({shown}) already holds "
+                       f"customers, which the demo creates; nothing was changed on either side: "
+                       f"give the demo an empty database (--sales-url) or drop those tables\n")
+        assert (_snapshot(catalog_url), _snapshot(sales_url)) == before
+    finally:
+        drop_demo_tables(catalog_url)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rhosocial_ar import ConnectionManager
+from rhosocial_ar import ConnectionManager, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -29,17 +29,45 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert done.stdout == BLOCKS[1][1]
 
 
-def test_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_runs_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    """As a reader runs it: twice in the same directory, the second time on the files the
+    first left, with the same output."""
     (code,) = [code for language, code in BLOCKS if language == "python"]
     monkeypatch.chdir(tmp_path)
-    ConnectionManager.reset()
-    try:
-        exec(compile(code, str(ROOT / "README.md"), "exec", dont_inherit=True), {"__name__": "readme"})
-    finally:
+    monkeypatch.setattr(registry, "_metadata", {})
+    outputs = []
+    for _ in range(2):
         ConnectionManager.reset()
-    out = capsys.readouterr().out.splitlines()
+        try:
+            exec(compile(code, str(ROOT / "README.md"), "exec", dont_inherit=True),
+                 {"__name__": "readme"})
+        finally:
+            ConnectionManager.reset()
+        outputs.append(capsys.readouterr().out)
+    out = outputs[0].splitlines()
     assert out[:2] == ["['ann@example.org']", "2 1"]
+    assert outputs[1] == outputs[0] and (tmp_path / "app.db").is_file()
+
+
+def test_getting_started_runs_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/getting-started.md, run twice in the same directory (its app.db stays)."""
+    page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    blocks = [m.group(2) for m in FENCE.finditer(page) if m.group(1).strip() == "python"]
+    assert any("Author.drop_table()" in block for block in blocks)
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        monkeypatch.setattr(registry, "_metadata", {})
+        ConnectionManager.reset()
+        namespace: dict[str, object] = {"__name__": "getting_started"}
+        try:
+            for block in blocks:
+                exec(compile(block, "docs/getting-started.md", "exec", dont_inherit=True), namespace)
+        finally:
+            ConnectionManager.reset()
+        # the page's own asserts ran (ann.id == 1 needs a table made afresh); ann is still there
+        assert namespace["ann"].bio == "Writes about databases."
+    assert (tmp_path / "app.db").is_file()
 
 
 def test_local_links_resolve() -> None:
