@@ -9,9 +9,11 @@ the functions here about capabilities.
 
 from __future__ import annotations
 
+import contextlib
 import decimal
+import pathlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -309,3 +311,48 @@ def is_unknown_xid(exc: BaseException) -> bool:
 
 def max_xid_length(dialect: Dialect) -> int:
     return 64 if dialect.name in ("mysql", "mariadb") else 199
+
+
+def create_database(url: URL) -> None:
+    """CREATE DATABASE for ``url`` on its server (a SQLite file is created by its first connect)."""
+    if url.get_backend_name() == "sqlite":
+        return
+    name = _quoted_database(url)
+    with _server(url) as admin:
+        admin.exec_driver_sql(f"CREATE DATABASE {name}")
+
+
+def drop_database(url: URL) -> None:
+    """DROP DATABASE for ``url``, ending the sessions still on it; a SQLite file is deleted."""
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            pathlib.Path(url.database).unlink(missing_ok=True)
+        return
+    name = _quoted_database(url)
+    with _server(url) as admin:
+        if url.get_backend_name() == "postgresql":
+            admin.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                          {"name": url.database})
+        admin.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+
+
+def _quoted_database(url: URL) -> str:
+    if not url.database:
+        raise ConfigurationError(f"{url.render_as_string(hide_password=True)} names no database")
+    return str(url.get_dialect()().identifier_preparer.quote(url.database))
+
+
+@contextlib.contextmanager
+def _server(url: URL) -> Iterator[sa.Connection]:
+    """An AUTOCOMMIT session on ``url``'s server, outside the database (PostgreSQL: 'postgres')."""
+    admin_database = "postgres" if url.get_backend_name() == "postgresql" else None
+    server = URL.create(url.drivername, url.username, url.password, url.host, url.port,
+                        admin_database, url.query)
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT",
+                              connect_args=default_connect_args(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
