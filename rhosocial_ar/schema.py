@@ -32,6 +32,7 @@ from pydantic.networks import UrlConstraints
 
 from . import dialects
 from .errors import ConfigurationError
+from .fastpath.columns import ModelColumn
 from .values import URL_TYPES, ExactDecimal, JSONValue, TextValue, UTCDateTime
 
 __all__ = ["ColumnSpec", "Field", "build_table", "default_table_name"]
@@ -220,7 +221,7 @@ def column_for(name: str, annotation: Any, info: FieldInfo) -> sa.Column[Any]:
     if spec.primary_key:
         kwargs["autoincrement"] = spec.autoincrement
     kwargs.update(spec.sa_column_kwargs)
-    return sa.Column(*args, **kwargs)
+    return ModelColumn(*args, **kwargs)
 
 
 def default_table_name(class_name: str) -> str:

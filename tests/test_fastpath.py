@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import decimal
 import logging
+import operator
 import sys
 import traceback
 from typing import ClassVar
@@ -16,6 +17,7 @@ from rhosocial_ar import (
     ActiveRecord,
     ConfigurationError,
     ConnectionManager,
+    Field,
     HasMany,
     IntegerPKMixin,
     get_connection,
@@ -329,3 +331,71 @@ def test_quick_shape_keys_never_join_what_sqlalchemy_keeps_apart():
     assert shape_of(c.age > 1)[0] == shape_of(c.age > 99)[0]
     assert shape_of(c.id.between(1, 2))[0] == shape_of(c.id.between(5, 9))[0]
     assert shape_of(c.age > 1)[0] != shape_of(other.age > 1)[0]
+
+
+class Measured(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "fence_measured"
+    id: int | None = None
+    n: int = 0
+    label: str = ""
+    ratio: float = 0.0
+    big: int = Field(0, sa_type=sa.BigInteger)
+    body: str = Field("", sa_type=sa.Text)
+
+
+DIALECTS = [sa.create_engine(url).dialect for url in
+            ("sqlite://", "postgresql+psycopg2://", "mysql+pymysql://")]
+
+
+def _rendered(expr) -> list:
+    return [str(expr.compile(dialect=d)) for d in DIALECTS] + [type(expr.type), expr.negate]
+
+
+def test_model_columns_build_what_sqlalchemy_builds(fresh_verdict):
+    """``Model.c.x <op> value`` equals what a plain Column builds, quick or not."""
+    table = Measured.__table__
+    twin = sa.Table("fence_measured", sa.MetaData(),
+                    *[sa.Column(c.name, c.type, primary_key=c.primary_key) for c in table.c])
+    values = {"n": [3, 3.5, True, None, "3"], "big": [2**40], "label": ["x", 4, None],
+              "ratio": [0.5, 2], "body": ["t"], "id": [1]}
+    ops = [operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge,
+           operator.add, operator.sub]
+    quick = 0
+    for name, samples in values.items():
+        ours, plain = table.c[name], twin.c[name]
+        assert isinstance(ours, sa.Column)
+        for value in samples:
+            for op in ops if name not in ("label", "body") else ops[:-1]:   # no '-' on strings
+                try:
+                    expected = op(plain, value)
+                except Exception as exc:     # e.g. '-' on a string column: the same refusal
+                    with pytest.raises(type(exc)):
+                        op(ours, value)
+                    continue
+                built = op(ours, value)
+                assert _rendered(built) == _rendered(expected), (name, value, op)
+                if getattr(expected, "right", None) is not None and hasattr(built.right, "type"):
+                    assert type(built.right.type) is type(expected.right.type)
+                if expected.negate is not None:
+                    assert _rendered(~built) == _rendered(~expected)
+                quick += built.right.type is ours.type if hasattr(built, "right") else 0
+    assert quick >= 20
+    # a column compared with a column, and the usual SQLAlchemy spellings, are SQLAlchemy's
+    assert str(Measured.c.n == Measured.c.big) == "fence_measured.n = fence_measured.big"
+    assert {Measured.c.n: 1}[table.c.n] == 1          # still hashable, by identity
+
+
+def test_model_columns_leave_building_to_sqlalchemy_when_the_fence_is_off(
+        monkeypatch, fresh_verdict):
+    from rhosocial_ar.fastpath import columns
+
+    def refuse(*args):
+        raise AssertionError("built directly with the fence off")
+
+    monkeypatch.setattr(columns, "build_comparison", refuse)
+    monkeypatch.setattr(columns, "build_arithmetic", refuse)
+    hide_from_fence(monkeypatch, SQLCompiler, "_bind_processors")
+    internals.reset()
+    expr = Measured.c.n > 3
+    assert str(expr) == "fence_measured.n > :n_1" and expr.right.value == 3
+    assert str(Measured.c.n + 1) == "fence_measured.n + :n_1"

@@ -18,6 +18,10 @@ SQLAlchemy
   TypeEngine._unwrapped_dialect_impl, TypeEngine._is_tuple_type,
     DefaultDialect._bind_typing_render_casts      how an IN list's elements render
   ClauseElement._generate_cache_key       a condition's shape and its values (shapes.py)
+  BinaryExpression(left, right, operator, type_=, negate=), BindParameter(key, value,
+    type_=, unique=)                      public classes, constructors undocumented: a model
+                                          column's ``age > 30`` built directly (expressions.py),
+                                          checked equal to what SQLAlchemy builds
   Connection._dbapi_connection            the pooled DB-API connection, unchecked
   Connection._handle_dbapi_exception      wraps a driver error, invalidates on disconnect,
                                           runs handle_error listeners
@@ -52,6 +56,9 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql import operators
+
+from .expressions import build_arithmetic, build_comparison
 
 __all__ = ["check", "disabled_reason", "reset", "unprepared", "usable"]
 
@@ -229,6 +236,20 @@ def _cache_key() -> str | None:
     return None
 
 
+def _direct_expressions() -> str | None:
+    table = sa.Table("probe", sa.MetaData(), sa.Column("n", sa.Integer), sa.Column("s", sa.String(9)))
+    n, s = table.c.n, table.c.s
+    pairs = [(n > 5, build_comparison(n, 5, operators.gt, operators.le)),
+             (s == "x", build_comparison(s, "x", operators.eq, operators.ne)),
+             (n + 1, build_arithmetic(n, 1, operators.add))]
+    for standard, direct in pairs:
+        for a, b in ((standard, direct), (~standard, ~direct)) if direct.negate else ((standard, direct),):
+            if str(a) != str(b) or a._generate_cache_key().key != b._generate_cache_key().key \
+                    or type(a.type) is not type(b.type) or a.right.type is not b.right.type:
+                return f"{a} built directly is not what SQLAlchemy builds"
+    return None
+
+
 def _connection() -> str | None:
     engine = sa.create_engine("sqlite://")
     try:
@@ -286,6 +307,7 @@ _PROBES: tuple[tuple[str, Callable[[], str | None]], ...] = (
     ("TypeEngine._cached_result_processor", _result_processor),
     ("TypeEngine._unwrapped_dialect_impl/_is_tuple_type", _list_rendering),
     ("ClauseElement._generate_cache_key", _cache_key),
+    ("BinaryExpression/BindParameter built directly", _direct_expressions),
     ("Connection._echo/_has_events/_dbapi_connection/_handle_dbapi_exception", _connection),
     ("sqlite.DATETIME._storage_format", _sqlite_datetime),
     ("pydantic BaseModel slots", _pydantic_slots),
