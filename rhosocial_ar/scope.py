@@ -42,7 +42,7 @@ _MAPS: list[ContextMap[Any, Any]] = []
 # Frames that only open a block and return, never holding it open: any __enter__ (ours,
 # contextlib's, a user's), ExitStack.enter_context, and our own steps in between
 _ENTERING = frozenset({"__enter__", "enter_context"})
-_OWN_ENTERING = frozenset({"bind"})   # transaction.bind(), between __enter__ and put()
+_OWN_ENTERING = frozenset({"bind", "check_bindable"})   # transaction.py, between __enter__ and put()
 # The loops of worker threads that run each task as one call, in a copy of the submitter's
 # context (anyio's, under Starlette's and FastAPI's run_in_threadpool; trio's; concurrent.
 # futures', under asyncio.to_thread and run_in_executor), or a bare Thread's target

@@ -113,6 +113,14 @@ def _run_hooks(entries: list[tuple[Any, Any]], hook: str) -> None:
         raise first_error
 
 
+def check_bindable(connection_name: str) -> None:
+    """Raise ``ContextNotShared`` now if a block opened here would be lost (scope.py).
+
+    For a block to call before it sends anything; ``bind()`` checks again.
+    """
+    _frames.check_put(connection_name)
+
+
 def bind(frame: Frame) -> Any:
     """Make ``frame`` the open transaction of its connection in this context.
 
@@ -223,7 +231,7 @@ class Transaction(_Settings):
         if self._frame is not None:
             raise ARError("this Transaction is already open; create a new one to nest")
         name = self.connection.name
-        _frames.check_put(name)   # before any statement: a block lost at once (scope.py)
+        check_bindable(name)   # before any statement: a block lost at once (scope.py)
         parent = current_frame(name)
         if parent is None:
             sa_conn = self.connection.connect()

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from . import decision_log, dialects
 from .connections import Connection, get_connection
 from .errors import ARError, ConfigurationError, InDoubtError, TwoPhaseAborted, TwoPhaseNotSupported
-from .transaction import Frame, Transaction, bind, current_frame, ended, unbind
+from .transaction import Frame, Transaction, bind, check_bindable, current_frame, ended, unbind
 
 __all__ = ["TwoPhaseTransaction", "two_phase"]
 
@@ -101,6 +101,7 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
                 f"transaction cannot be nested in it"
             )
         if self._branch is None:
+            check_bindable(self.connection.name)    # before XA START / BEGIN goes out
             self._branch = self._begin()
         self._scope = bind(self._branch)
         return self

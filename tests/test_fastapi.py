@@ -336,3 +336,17 @@ def test_a_block_closed_in_another_copy_is_rolled_back(db):
         copy_context().run(tx.__exit__, None, None, None)
     assert usernames() == []
     assert "closed" in repr(tx)
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_a_two_phase_branch_entered_as_a_pool_task_sends_nothing(db):
+    """Refused before its XA START / BEGIN: no branch begun, no connection taken."""
+    tables_on_both()
+    branch = Transaction("secondary", two_phase=True)
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ContextNotShared):
+            pool.submit(branch.__enter__).result()
+    assert branch.state == "new"
+    pool_ = get_connection("secondary").engine.pool
+    if isinstance(pool_, sa.pool.QueuePool):
+        assert pool_.checkedout() == 0
