@@ -380,6 +380,13 @@ def test_model_columns_build_what_sqlalchemy_builds(fresh_verdict):
                     assert _rendered(~built) == _rendered(~expected)
                 quick += built.right.type is ours.type if hasattr(built, "right") else 0
     assert quick >= 20
+    for low, high, symmetric in ((1, 2, False), (1, 2, True), (1.5, 2, False), (1, None, False)):
+        for ours, plain in ((table.c.n, twin.c.n), (table.c.label, twin.c.label)):
+            if ours is table.c.label:
+                low, high = str(low), str(high)
+            built, expected = ours.between(low, high, symmetric), plain.between(low, high, symmetric)
+            assert _rendered(built) == _rendered(expected) and _rendered(~built) == _rendered(~expected)
+            assert built.modifiers == expected.modifiers
     # a column compared with a column, and the usual SQLAlchemy spellings, are SQLAlchemy's
     assert str(Measured.c.n == Measured.c.big) == "fence_measured.n = fence_measured.big"
     assert {Measured.c.n: 1}[table.c.n] == 1          # still hashable, by identity
@@ -394,8 +401,10 @@ def test_model_columns_leave_building_to_sqlalchemy_when_the_fence_is_off(
 
     monkeypatch.setattr(columns, "build_comparison", refuse)
     monkeypatch.setattr(columns, "build_arithmetic", refuse)
+    monkeypatch.setattr(columns, "build_between", refuse)
     hide_from_fence(monkeypatch, SQLCompiler, "_bind_processors")
     internals.reset()
     expr = Measured.c.n > 3
     assert str(expr) == "fence_measured.n > :n_1" and expr.right.value == 3
     assert str(Measured.c.n + 1) == "fence_measured.n + :n_1"
+    assert str(Measured.c.n.between(1, 2)) == "fence_measured.n BETWEEN :n_1 AND :n_2"

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 
 from . import internals
-from .expressions import build_arithmetic, build_comparison
+from .expressions import build_arithmetic, build_between, build_comparison
 
 __all__ = ["ModelColumn"]
 
@@ -48,6 +48,14 @@ def _arithmetic(column: Any, value: Any, op: Any) -> Any:
     if type(column.type) not in _INTEGERS or type(value) is not int or not internals.usable():
         return None
     return build_arithmetic(column, value, op)
+
+
+def _between(column: Any, low: Any, high: Any, symmetric: Any) -> Any:
+    plain = _PLAIN.get(type(column.type))
+    if plain is None or type(low) is not plain or type(high) is not plain \
+            or type(symmetric) is not bool or not internals.usable():
+        return None
+    return build_between(column, low, high, symmetric)
 
 
 class ModelColumn(sa.Column):  # type: ignore[type-arg]
@@ -89,3 +97,7 @@ class ModelColumn(sa.Column):  # type: ignore[type-arg]
     def __sub__(self, other: Any) -> Any:
         built = _arithmetic(self, other, operators.sub)
         return super().__sub__(other) if built is None else built
+
+    def between(self, cleft: Any, cright: Any, symmetric: bool = False) -> Any:
+        built = _between(self, cleft, cright, symmetric)
+        return super().between(cleft, cright, symmetric) if built is None else built

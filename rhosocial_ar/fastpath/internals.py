@@ -19,8 +19,9 @@ SQLAlchemy
     DefaultDialect._bind_typing_render_casts      how an IN list's elements render
   ClauseElement._generate_cache_key       a condition's shape and its values (shapes.py)
   BinaryExpression(left, right, operator, type_=, negate=), BindParameter(key, value,
-    type_=, unique=)                      public classes, constructors undocumented: a model
-                                          column's ``age > 30`` built directly (expressions.py),
+    type_=, unique=), ExpressionClauseList._construct_for_list
+                                          a model column's ``age > 30``, ``age + 1`` and
+                                          ``id.between(a, b)`` built directly (expressions.py),
                                           checked equal to what SQLAlchemy builds
   Connection._dbapi_connection            the pooled DB-API connection, unchecked
   Connection._handle_dbapi_exception      wraps a driver error, invalidates on disconnect,
@@ -58,7 +59,7 @@ from pydantic import BaseModel
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import operators
 
-from .expressions import build_arithmetic, build_comparison
+from .expressions import build_arithmetic, build_between, build_comparison
 
 __all__ = ["check", "disabled_reason", "reset", "unprepared", "usable"]
 
@@ -241,11 +242,16 @@ def _direct_expressions() -> str | None:
     n, s = table.c.n, table.c.s
     pairs = [(n > 5, build_comparison(n, 5, operators.gt, operators.le)),
              (s == "x", build_comparison(s, "x", operators.eq, operators.ne)),
-             (n + 1, build_arithmetic(n, 1, operators.add))]
+             (n + 1, build_arithmetic(n, 1, operators.add)),
+             (n.between(1, 2), build_between(n, 1, 2, False)),
+             (n.between(1, 2, symmetric=True), build_between(n, 1, 2, True))]
     for standard, direct in pairs:
         for a, b in ((standard, direct), (~standard, ~direct)) if direct.negate else ((standard, direct),):
             if str(a) != str(b) or a._generate_cache_key().key != b._generate_cache_key().key \
-                    or type(a.type) is not type(b.type) or a.right.type is not b.right.type:
+                    or type(a.type) is not type(b.type) or a.negate is not b.negate \
+                    or getattr(a.right, "type", None) is not getattr(b.right, "type", None) \
+                    or a.modifiers != b.modifiers \
+                    or getattr(a.right, "group", None) is not getattr(b.right, "group", None):
                 return f"{a} built directly is not what SQLAlchemy builds"
     return None
 
