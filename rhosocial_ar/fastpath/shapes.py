@@ -64,7 +64,7 @@ def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
 
     Two expressions get the same key only if they render the same SQL with
     the same types: the key names the column object, the operator, the
-    modifiers (``escape``, ``symmetric``) and the result type's class, and
+    modifiers (``escape``, ``symmetric``, in their order) and the result type's class, and
     a parameter qualifies only when it carries the column's own type object
     and nothing else that changes rendering (expanding is part of the key).
     """
@@ -73,17 +73,24 @@ def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
         left = expr.left
         if not isinstance(left, Column) or left.table is None:
             return None
-        right = _operand(expr.right, left.type, binds)
-        if right is None:
-            return None
+        right = expr.right
+        if type(right) is BindParameter:     # the common case, inline
+            if not _plain_bind(right, left.type):
+                return None
+            binds.append(right)
+            operand: Hashable = "expanding" if right.expanding else "value"
+        else:
+            operand = _operand(right, left.type, binds)
+            if operand is None:
+                return None
         modifiers = expr.modifiers
         if modifiers:
+            modifiers = tuple(modifiers.items())
             try:
-                modifiers = tuple(sorted(modifiers.items()))
                 hash(modifiers)
             except TypeError:
                 return None
-        return (left, expr.operator, right, modifiers or None, type(expr.type))
+        return (left, expr.operator, operand, modifiers or None, type(expr.type))
     if kind is BooleanClauseList:
         parts = []
         for clause in expr.clauses:
@@ -98,11 +105,16 @@ def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
     return None
 
 
+def _plain_bind(bind: Any, column_type: Any) -> bool:
+    """A parameter that renders as any other of its column: the column's type, nothing else."""
+    return (bind.type is column_type and bind.unique and bind.callable is None
+            and not bind.literal_execute and not bind.required)
+
+
 def _operand(right: Any, column_type: Any, binds: list[Any]) -> Hashable | None:
     kind = type(right)
     if kind is BindParameter:
-        if (right.type is not column_type or not right.unique or right.callable is not None
-                or right.literal_execute or right.required):
+        if not _plain_bind(right, column_type):
             return None
         binds.append(right)
         return "expanding" if right.expanding else "value"
@@ -111,9 +123,9 @@ def _operand(right: Any, column_type: Any, binds: list[Any]) -> Hashable | None:
     if kind in _LISTS:      # between's two values
         parts = []
         for clause in right.clauses:
-            part = _operand(clause, column_type, binds)
-            if part is None or part == "null":
+            if type(clause) is not BindParameter or not _plain_bind(clause, column_type):
                 return None
-            parts.append(part)
+            binds.append(clause)
+            parts.append("expanding" if clause.expanding else "value")
         return ("list", kind, right.operator, right.group, *parts)
     return None
