@@ -8,4 +8,5 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":    # imported as a module (tests import every module), it does nothing
+    sys.exit(main())

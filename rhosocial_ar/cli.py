@@ -17,19 +17,17 @@ returns 1 (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import re
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_app import APP_VARIABLE, load_app, load_configured_app, with_options
 from .errors import CommandError, describe_error
 
-__all__ = ["CommandError", "build_parser", "main"]
+__all__ = ["APP_VARIABLE", "CommandError", "build_parser", "load_app", "load_configured_app", "main"]
 
 PROG = "rhosocial-ar"
 
@@ -82,70 +80,6 @@ def _add_demo(commands: Any) -> None:
         "instead of keeping them to look at",
     )
     parser.set_defaults(handler=_run_demo)
-
-
-# -- --app: the user's module that configures connections and imports models ----------
-
-APP_VARIABLE = "RHOSOCIAL_AR_APP"
-
-
-def load_app(spec: str | None) -> None:
-    """Import the user's app (``package.module``, ``package.module:function`` or ``app.py``)."""
-    if not spec:
-        return
-    target, _, function = spec.partition(":")
-    if not {"", os.getcwd()} & set(sys.path):
-        sys.path.insert(0, os.getcwd())    # like `python -m`: modules beside you import
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise CommandError(f"app file not found: {path} (--app / ${APP_VARIABLE})")
-        target, root = module_of_file(path)
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-        # imported by its dotted name, so `from mypkg import models` in it finds its package,
-        # and a module importing mypkg.settings gets this same module, not a second copy
-        module = importlib.import_module(target)
-        if Path(getattr(module, "__file__", None) or "").resolve() != path.resolve():
-            raise CommandError(f"app file {path} is hidden by the module {target!r} at "
-                               f"{module.__file__} (--app / ${APP_VARIABLE}); rename the file")
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not (target == exc.name or target.startswith(exc.name + ".")):
-                raise    # the app itself imports something missing: its own error
-            raise CommandError(
-                f"app module {target!r} not found (--app / ${APP_VARIABLE}); give a module "
-                f"importable from {os.getcwd()} or a path to a .py file") from None
-    if function:
-        setup = getattr(module, function, None)
-        if not callable(setup):
-            raise CommandError(f"app {spec!r}: {target} has no function {function!r}")
-        setup()
-
-
-def module_of_file(path: Path) -> tuple[str, Path]:
-    """The dotted name of a .py file and the directory to import it from, as pytest does:
-    up through the directories that hold an ``__init__.py`` (``mypkg/settings.py`` ->
-    ``mypkg.settings``, imported from the directory above ``mypkg``)."""
-    path = path.resolve()
-    parts = [] if path.stem == "__init__" else [path.stem]
-    root = path.parent
-    while (root / "__init__.py").is_file() and root.parent != root:
-        parts.insert(0, root.name)
-        root = root.parent
-    return ".".join(parts), root
-
-
-def load_configured_app(spec: str | None) -> None:
-    """Import the app (``--app`` or the environment); it must configure some connection."""
-    from .connections import ConnectionManager
-
-    load_app(spec or os.environ.get(APP_VARIABLE))
-    if not ConnectionManager.names():
-        raise CommandError(f"no connections are configured: pass --app MODULE (or set "
-                           f"${APP_VARIABLE}) naming the module that configures them")
 
 
 def _add_db(commands: Any) -> None:
@@ -228,22 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {with_options(describe_error(exc) + _hint(exc), args)}",
               file=sys.stderr)
         return 1
-
-
-# a suggested command in a message, e.g. `rhosocial-ar db upgrade -c shop`
-_SUGGESTED = re.compile(r"`(rhosocial-ar db [^`]*)`")
-
-
-def with_options(text: str, args: argparse.Namespace) -> str:
-    """``text`` with each suggested ``rhosocial-ar db`` command given this run's --app and
-    --directory, so that it can be copied and run as it is."""
-    extra = ""
-    if getattr(args, "app", None):
-        extra += f" --app {shlex.quote(args.app)}"
-    directory = getattr(args, "directory", None)
-    if directory is not None and Path(directory) != Path("migrations"):
-        extra += f" --directory {shlex.quote(str(directory))}"
-    return _SUGGESTED.sub(lambda m: f"`{m.group(1)}{extra}`", text) if extra else text
 
 
 # drivers are extras (pyproject.toml): the one a URL needs, by the module it imports

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .cli import APP_VARIABLE, load_configured_app, with_options
+from .cli_app import APP_VARIABLE, load_configured_app, with_options
 from .errors import CommandError
 
 __all__ = ["add_db"]

@@ -39,7 +39,7 @@ def find_model(name: str) -> Any:
 def _run_transfer(args: argparse.Namespace) -> int:
     """Copy or move the rows; prints one line of figures."""
     from . import recover, transfer
-    from .cli import load_configured_app
+    from .cli_app import load_configured_app
     from .connections import ConnectionManager
 
     load_configured_app(args.app)
@@ -63,7 +63,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
 
 def add_transfer(commands: Any) -> None:
     """Declare ``rhosocial-ar transfer``."""
-    from .cli import APP_VARIABLE
+    from .cli_app import APP_VARIABLE
 
     parser = commands.add_parser(
         "transfer", help="move or copy a model's rows between two connections, atomically",
