@@ -247,7 +247,8 @@ def _direct_expressions() -> str | None:
              (n.between(1, 2, symmetric=True), build_between(n, 1, 2, True))]
     for standard, direct in pairs:
         for a, b in ((standard, direct), (~standard, ~direct)) if direct.negate else ((standard, direct),):
-            if str(a) != str(b) or a._generate_cache_key().key != b._generate_cache_key().key \
+            a_key, b_key = a._generate_cache_key(), b._generate_cache_key()
+            if str(a) != str(b) or a_key is None or b_key is None or a_key.key != b_key.key \
                     or type(a.type) is not type(b.type) or a.negate is not b.negate \
                     or getattr(a.right, "type", None) is not getattr(b.right, "type", None) \
                     or a.modifiers != b.modifiers \
