@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.sql import operators
-from sqlalchemy.sql import elements
+from sqlalchemy.sql import elements, operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.sqltypes import BOOLEANTYPE, NULLTYPE
 
