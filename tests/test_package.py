@@ -32,7 +32,9 @@ def test_python_dash_m_and_version() -> None:
 def test_licences() -> None:
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
     assert "MIT" in (packaged("chinook") / "LICENSE.md").read_text(encoding="utf-8")
-    assert importlib.metadata.metadata("rhosocial_ar")["License"] == "MIT"
+    metadata = importlib.metadata.metadata("rhosocial_ar")
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata.get_all("License-File") == ["LICENSE", "rhosocial_ar/demo/chinook/LICENSE.md"]
 
 
 def _requirements() -> dict[str, set[str]]:
