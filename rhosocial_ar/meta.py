@@ -80,6 +80,9 @@ class ModelMeta:
                               MappingProxyType(dict.fromkeys(self.bookkeeping)))
         # every field is a column: a record's values dict holds nothing else
         self.fields_are_columns = set(fields) == set(self.names)
+        # a record holding every field in this order: to_dict() is a copy of its values
+        self.field_keys = dict.fromkeys(fields).keys()
+        self.loads_in_field_order = tuple(fields) == self.names
         self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._defaulted_order = tuple(n for n in self.names if n in self.defaulted_by_database)
         self.query_cache: dict[Any, Any] = {}     # Query's statements, per shape

@@ -369,7 +369,12 @@ class ActiveRecord(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The field values loaded on this record, by name."""
         values = self.__dict__
-        return {n: values[n] for n in type(self).model_fields if n in values}
+        cls = type(self)
+        meta = cls.__ar_meta__
+        # the usual record holds every field, in order (pydantic's or the loader's): a copy
+        if meta.loads_in_field_order and values.keys() == meta.field_keys:
+            return dict(values)
+        return {n: values[n] for n in cls.model_fields if n in values}
 
     def _ar_connection(self) -> Any:
         """Where this record writes: a block's override, where it came from, or its model's."""

@@ -74,6 +74,21 @@ def test_types_round_trip(db):
     assert set(loaded_user.to_dict()) == set(User.model_fields)
 
 
+def test_to_dict_is_a_copy_of_the_loaded_fields_in_field_order(db):
+    make_tables(User)
+    made = User.create(username="ann", email="a@x")
+    for record in (made, User.find(made.id), User(username="new", email="n@x")):
+        found = record.to_dict()
+        assert list(found) == [n for n in User.model_fields if n in record.__dict__]
+        found["username"] = "changed"
+        assert record.username != "changed"       # a copy, not the record's own values
+    partial = User.select("id", "email").where(id=made.id).first()
+    assert partial.to_dict() == {"id": made.id, "email": "a@x"}
+    loaded = User.find(made.id)
+    loaded.email = "b@x"
+    assert loaded.to_dict()["email"] == "b@x" and list(loaded.to_dict()) == list(User.model_fields)
+
+
 def test_create_find_find_by_refresh_delete(db):
     make_tables(User)
     ann = User.create(username="ann", email="a@x")
