@@ -19,7 +19,7 @@ from pydantic_core import SchemaValidator
 
 from .errors import ConfigurationError, UnknownColumnError
 from .fastpath import shares_snapshot
-from .limits import column_checks, fit_value
+from .limits import column_checks, column_fits, fit_value
 
 __all__ = ["ModelMeta", "pk_param"]
 
@@ -219,7 +219,7 @@ class ModelMeta:
         checks = dict(self.checks)
         for name, column in zip(names, columns, strict=True):
             check = checks.get(name)
-            if check is not None:
+            if check is not None and not column_fits(check, column):
                 for value in column:
                     if value is not None and check(value) is not None:
                         fit_value(name, check, value, self.model.__name__)   # raises

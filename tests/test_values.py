@@ -192,6 +192,21 @@ def test_bulk_writes_refuse_what_does_not_fit(vdb: Backend, column: str, value: 
     assert raw_rows() == []
 
 
+@pytest.mark.parametrize(("column", "value"), TOO_BIG)
+def test_a_bulk_insert_finds_the_one_value_that_does_not_fit(vdb: Backend, column: str,
+                                                              value: Any) -> None:
+    """Checked a column at a time: one bad value among many that fit, first, last or alone."""
+    rows = [{"name": "x" * 255, "qty": 2 ** 31 - 1, "price": D("1")} for _ in range(50)]
+    for where in (0, 25, 49):
+        bad = [dict(row) for row in rows]
+        bad[where][column] = value
+        with pytest.raises(ValueNotStorable, match=f"Item.{column}"):
+            Item.bulk_insert(bad)
+    assert raw_rows() == []
+    Item.bulk_insert(rows)                          # every one at the limits: all stored
+    assert len(raw_rows()) == 50
+
+
 def test_values_at_the_limits_are_stored(vdb: Backend) -> None:
     Item.create(name="x" * 255, qty=2 ** 31 - 1, price=D("999999999999.999999"))
     Item.create(name="é" * 255, qty=-(2 ** 31), price=D("-999999999999.999999"))
