@@ -188,3 +188,9 @@ def test_a_throwaway_database_lives_for_the_session(pytester: pytest.Pytester,
     finally:
         engine.dispose()
     assert created.database not in names and sa.make_url(server).database in names
+
+
+def test_the_plugin_is_registered_for_every_users_pytest() -> None:
+    """Installing the package is enough: pytest finds ar_db through the pytest11 entry point."""
+    found = [e for e in entry_points(group="pytest11") if e.value == "rhosocial_ar.testing"]
+    assert [e.name for e in found] == ["rhosocial_ar"]
