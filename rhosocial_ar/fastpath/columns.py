@@ -58,45 +58,37 @@ def _between(column: Any, low: Any, high: Any, symmetric: Any) -> Any:
     return build_between(column, low, high, symmetric)
 
 
+def _quick_operator(name: str, op: Any, negate: Any = None) -> Any:
+    """A ``Column`` operator method: the direct build when it applies, else SQLAlchemy's own.
+
+    Never ``quick or fallback``: an expression's truth is not its existence
+    (``==`` compares hashes).
+    """
+    fallback = getattr(sa.Column, name)
+
+    def method(self: Any, other: Any) -> Any:
+        built = (_arithmetic(self, other, op) if negate is None
+                 else _compare(self, other, op, negate))
+        return fallback(self, other) if built is None else built
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
 class ModelColumn(sa.Column):  # type: ignore[type-arg]
     """A model table's column (``User.c.age``); a ``sqlalchemy.Column`` in every respect."""
 
-    # each returns SQLAlchemy's own result when the quick one does not apply; never
-    # ``quick or super()``: an expression's truth is not its existence (``==`` compares hashes)
     inherit_cache = True
     __hash__ = sa.Column.__hash__     # defining __eq__ would drop it
 
-    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
-        built = _compare(self, other, operators.eq, operators.ne)
-        return super().__eq__(other) if built is None else built
-
-    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
-        built = _compare(self, other, operators.ne, operators.eq)
-        return super().__ne__(other) if built is None else built
-
-    def __lt__(self, other: Any) -> Any:
-        built = _compare(self, other, operators.lt, operators.ge)
-        return super().__lt__(other) if built is None else built
-
-    def __le__(self, other: Any) -> Any:
-        built = _compare(self, other, operators.le, operators.gt)
-        return super().__le__(other) if built is None else built
-
-    def __gt__(self, other: Any) -> Any:
-        built = _compare(self, other, operators.gt, operators.le)
-        return super().__gt__(other) if built is None else built
-
-    def __ge__(self, other: Any) -> Any:
-        built = _compare(self, other, operators.ge, operators.lt)
-        return super().__ge__(other) if built is None else built
-
-    def __add__(self, other: Any) -> Any:
-        built = _arithmetic(self, other, operators.add)
-        return super().__add__(other) if built is None else built
-
-    def __sub__(self, other: Any) -> Any:
-        built = _arithmetic(self, other, operators.sub)
-        return super().__sub__(other) if built is None else built
+    __eq__ = _quick_operator("__eq__", operators.eq, operators.ne)
+    __ne__ = _quick_operator("__ne__", operators.ne, operators.eq)
+    __lt__ = _quick_operator("__lt__", operators.lt, operators.ge)
+    __le__ = _quick_operator("__le__", operators.le, operators.gt)
+    __gt__ = _quick_operator("__gt__", operators.gt, operators.le)
+    __ge__ = _quick_operator("__ge__", operators.ge, operators.lt)
+    __add__ = _quick_operator("__add__", operators.add)
+    __sub__ = _quick_operator("__sub__", operators.sub)
 
     def between(self, cleft: Any, cright: Any, symmetric: bool = False) -> Any:
         built = _between(self, cleft, cright, symmetric)
