@@ -90,7 +90,7 @@ def _length(type_: Any) -> Check | None:
             return f"is {len(value)} {kind} long; {label}({limit}) holds {limit}"
         return None
 
-    check.max_length = limit  # type: ignore[attr-defined]   # for columns_fit()
+    check.max_length = limit  # type: ignore[attr-defined]   # for column_fits()
     return check
 
 
@@ -107,7 +107,7 @@ def _integer(type_: Any) -> Check:
             return f"is out of range for {label} ({low} to {high})"
         return None
 
-    check.bounds = (low, high)  # type: ignore[attr-defined]   # for columns_fit()
+    check.bounds = (low, high)  # type: ignore[attr-defined]   # for column_fits()
     return check
 
 

@@ -80,9 +80,10 @@ class ModelMeta:
                               MappingProxyType(dict.fromkeys(self.bookkeeping)))
         # every field is a column: a record's values dict holds nothing else
         self.fields_are_columns = set(fields) == set(self.names)
-        # a record holding every field in this order: to_dict() is a copy of its values
-        self.field_keys = dict.fromkeys(fields).keys()
-        self.loads_in_field_order = tuple(fields) == self.names
+        # the keys of a record holding every field in field order, which the loader keeps
+        # too (to_dict() is then a copy of its values); None when the loader's order differs
+        self.full_record_keys = (dict.fromkeys(fields).keys() if tuple(fields) == self.names
+                                 else None)
         self._insert_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._defaulted_order = tuple(n for n in self.names if n in self.defaulted_by_database)
         self.query_cache: dict[Any, Any] = {}     # Query's statements, per shape
@@ -192,6 +193,10 @@ class ModelMeta:
         """(column, check) for the columns a write checks (see ``limits.py``); None: a DATETIME."""
         return tuple(column_checks(self.table).items())
 
+    @cached_property
+    def check_by_name(self) -> dict[str, Any]:
+        return dict(self.checks)
+
     def fit(self, values: dict[str, Any], also: dict[str, Any] | None = None) -> None:
         """Refuse a value that does not fit its column; aware datetimes become naive UTC.
 
@@ -216,7 +221,7 @@ class ModelMeta:
 
         Aware datetimes need no change here: the column type stores them as naive UTC.
         """
-        checks = dict(self.checks)
+        checks = self.check_by_name
         for name, column in zip(names, columns, strict=True):
             check = checks.get(name)
             if check is not None and not column_fits(check, column):

@@ -370,9 +370,8 @@ class ActiveRecord(BaseModel):
         """The field values loaded on this record, by name."""
         values = self.__dict__
         cls = type(self)
-        meta = cls.__ar_meta__
         # the usual record holds every field, in order (pydantic's or the loader's): a copy
-        if meta.loads_in_field_order and values.keys() == meta.field_keys:
+        if values.keys() == cls.__ar_meta__.full_record_keys:
             return dict(values)
         return {n: values[n] for n in cls.model_fields if n in values}
 

@@ -28,16 +28,14 @@ from sqlalchemy.sql.elements import (
     Null,
 )
 
-try:    # SQLAlchemy 2.0.? added it for between(); a plain ClauseList before
-    from sqlalchemy.sql.elements import ExpressionClauseList
-except ImportError:  # pragma: no cover
-    ExpressionClauseList = ClauseList  # type: ignore[misc,assignment]
+from .expressions import ExpressionClauseList
 
 __all__ = ["shape_of"]
 
 # heads the quick keys, so they never equal one of SQLAlchemy's keys
 _QUICK = object()
-_LISTS = (ClauseList, ExpressionClauseList)
+# the lists between() puts its two values in (ExpressionClauseList: None if a release drops it)
+_LISTS = tuple(kind for kind in (ClauseList, ExpressionClauseList) if kind is not None)
 
 
 def shape_of(expr: Any) -> tuple[Hashable, tuple[Any, ...]] | None:
@@ -73,16 +71,9 @@ def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
         left = expr.left
         if not isinstance(left, Column) or left.table is None:
             return None
-        right = expr.right
-        if type(right) is BindParameter:     # the common case, inline
-            if not _plain_bind(right, left.type):
-                return None
-            binds.append(right)
-            operand: Hashable = "expanding" if right.expanding else "value"
-        else:
-            operand = _operand(right, left.type, binds)
-            if operand is None:
-                return None
+        operand = _operand(expr.right, left.type, binds)
+        if operand is None:
+            return None
         modifiers = expr.modifiers
         if modifiers:
             modifiers = tuple(modifiers.items())
