@@ -28,7 +28,7 @@ from .fastpath import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
 from .mixins import utc_now
 from .query import Query
-from .relation import Relation
+from .relation import Relation, relations_of
 from .schema import build_table, check_adopted_table, default_table_name
 from .transaction import Transaction, atomic, current_frame
 
@@ -329,6 +329,28 @@ class ActiveRecord(BaseModel):
     def transaction(cls, isolation_level: str | None = None) -> Transaction:
         """A transaction on this model's connection."""
         return Transaction(routing.resolve(cls), isolation_level=isolation_level)
+
+    # -- introspection --------------------------------------------------------
+
+    @classmethod
+    def primary_key(cls) -> str | tuple[str, ...]:
+        """The primary key's field name; a tuple of names for a composite key."""
+        pks = cls.__ar_meta__.require_pk("name its primary key")
+        return pks[0] if len(pks) == 1 else pks
+
+    @classmethod
+    def relations(cls) -> dict[str, Relation[Any]]:
+        """The model's relations by name, in declaration order (a new dict each call)."""
+        return relations_of(cls)
+
+    @classmethod
+    def relation(cls, name: str) -> Relation[Any]:
+        """The relation called ``name``; raises ``QueryError`` naming the ones there are."""
+        found = relations_of(cls)
+        if name not in found:
+            raise QueryError(f"{cls.__name__} has no relation {name!r}; "
+                             f"relations: {', '.join(found) or 'none'}")
+        return found[name]
 
     @classmethod
     def create_table(cls, checkfirst: bool = True) -> None:
