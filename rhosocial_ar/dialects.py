@@ -244,6 +244,28 @@ def supports_savepoints(dialect: Dialect) -> bool:
     return dialect.name in ("sqlite", "postgresql", "mysql", "mariadb")
 
 
+def explain_prefix(dialect: Dialect) -> str:
+    """What turns a SELECT into a request for its plan (SQLite's plain EXPLAIN gives bytecode)."""
+    return "EXPLAIN QUERY PLAN " if dialect.name == "sqlite" else "EXPLAIN "
+
+
+def plan_text(dialect: Dialect, keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The rows of an EXPLAIN as text: PostgreSQL's lines, SQLite's tree, MySQL's table."""
+    if dialect.name == "sqlite":   # (id, parent, notused, detail): indent each step under its parent
+        depth: dict[Any, int] = {0: -1}
+        lines = []
+        for step, parent, _, detail in rows:
+            depth[step] = depth.get(parent, -1) + 1
+            lines.append("  " * depth[step] + str(detail))
+        return "\n".join(lines)
+    if len(keys) == 1:
+        return "\n".join(str(row[0]) for row in rows)
+    shown = [[("NULL" if v is None else str(v)) for v in row] for row in [keys, *rows]]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(keys))]
+    return "\n".join(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+                     for row in shown)
+
+
 # -- two-phase commit -------------------------------------------------------------
 
 _PG_SETTING_FIX = (

@@ -22,6 +22,7 @@ from sqlalchemy.sql.util import find_tables
 
 from . import fastpath, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
+from .explain import explain as explain_plan
 from .meta import ModelMeta
 from .mixins import utc_now
 from .relation import eager_load, relations_of
@@ -434,6 +435,11 @@ class Query(Generic[M]):
         stmt, _ = self._select_stmt()
         dialect = routing.resolve(self.model, self._using).dialect
         return str(stmt.compile(dialect=dialect))
+
+    def explain(self) -> str:
+        """The database's plan for this query's SELECT, as text (its values bound)."""
+        stmt, params = self._select_stmt()
+        return self._read(lambda c, _: explain_plan(c, stmt, params))[0]  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<Query {self.model.__name__}: {self._select_stmt()[0]}>"
