@@ -27,6 +27,7 @@ __all__ = [
     "ReadOnlyError",
     "RecordNotFound",
     "ReplicaUnavailableWarning",
+    "SavepointError",
     "StaleObjectError",
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
@@ -94,6 +95,10 @@ class MigrationError(ARError):
 
 class QueryError(ARError, ValueError):
     """A query was built or used in a way that cannot work."""
+
+
+class SavepointError(ARError):
+    """A named savepoint cannot be set, rolled back to or released (bad, taken or unknown name)."""
 
 
 class ReplicaUnavailableWarning(UserWarning):

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 
 from .connections import Connection, get_connection
 from .dialects import READ_ONLY_OPTION
-from .errors import ARError, ConfigurationError, ReadOnlyError
+from .errors import ARError, ConfigurationError, ReadOnlyError, SavepointError
+from .savepoints import Savepoints
 from .scope import ContextMap
 
 if TYPE_CHECKING:
@@ -273,6 +274,30 @@ class Transaction(_Settings):
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+    def savepoint(self, name: str) -> str:
+        """Set a savepoint called ``name`` in this open block; returns the name."""
+        return self._named_savepoints("savepoint").create(name)
+
+    def rollback_to(self, name: str) -> None:
+        """Undo the block's work since savepoint ``name`` (kept; later ones are dropped)."""
+        self._named_savepoints("rollback_to").rollback_to(name, _rolled_back)
+
+    def release(self, name: str) -> None:
+        """Drop savepoint ``name`` and those set after it, keeping their work."""
+        self._named_savepoints("release").release(name)
+
+    def _named_savepoints(self, action: str) -> Savepoints:
+        frame = self._frame
+        if frame is None:
+            raise SavepointError(f"{action}(): the transaction is not open")
+        if current_frame(frame.connection.name) is not frame:
+            raise SavepointError(f"{action}(): a block nested in this one is open; "
+                                 f"use that block's savepoints until it ends")
+        named: Savepoints | None = getattr(self, "_savepoints", None)
+        if named is None or named.frame is not frame:   # a new block: no names yet
+            named = self._savepoints = Savepoints(frame)
+        return named
 
     @property
     def sa_connection(self) -> sa.Connection:
