@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import ArgumentError
 
-from . import dialects, fastpath
+from . import aio, dialects, fastpath
 from .compat import add_note
 from .errors import ConfigurationError, ConnectionNotFound, PoolExhausted
 
@@ -39,15 +39,20 @@ _KNOWN_KEYS = _LOCATION_KEYS | _ENGINE_KEYS | {"url", "engine", "read_only", "fa
 
 
 class Connection:
-    """One named database: its Engine, its dialect and whether it takes writes."""
+    """One named database: its Engine, its dialect and whether it takes writes.
 
-    __slots__ = ("name", "engine", "read_only", "_owns_engine", "_side")
+    ``is_async``: the Engine is an ``AsyncEngine``'s ``sync_engine``, used through
+    the awaitable forms only (aio.py).
+    """
+
+    __slots__ = ("name", "engine", "read_only", "is_async", "_owns_engine", "_side")
 
     def __init__(self, name: str, engine: Engine, *, read_only: bool = False,
                  owns_engine: bool = True) -> None:
         self.name = name
         self.engine = engine
         self.read_only = read_only
+        self.is_async: bool = engine.dialect.is_async
         self._owns_engine = owns_engine
         self._side: Engine | None = None
 
@@ -60,8 +65,10 @@ class Connection:
 
         An exhausted pool raises ``PoolExhausted`` (with the pool settings);
         a failure to reach the database is the driver's error, unchanged, with
-        a note naming the connection (never its password).
+        a note naming the connection (never its password). A sync call on an
+        async connection, or the reverse, raises ``ConnectionModeError``.
         """
+        aio.check(self)
         try:
             return self.engine.connect()
         except sa.exc.TimeoutError as exc:
@@ -96,7 +103,8 @@ class Connection:
             self._side.dispose()
             self._side = None
         if self._owns_engine:
-            self.engine.dispose()
+            # outside the bridge an async pool cannot close its connections: it drops them
+            self.engine.dispose(close=not self.is_async or aio.in_bridge())
 
     def __repr__(self) -> str:
         url = self.safe_url
@@ -114,9 +122,10 @@ def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, b
     if not isinstance(config.get("fast_path", True), bool):
         raise ConfigurationError(f"connection {name!r}: 'fast_path' must be true or false")
     if "engine" in config:
-        engine = config["engine"]
-        if not isinstance(engine, Engine):
-            raise ConfigurationError(f"connection {name!r}: 'engine' must be a SQLAlchemy Engine")
+        engine = aio.engine_of(config["engine"])
+        if engine is None:
+            raise ConfigurationError(
+                f"connection {name!r}: 'engine' must be a SQLAlchemy Engine or AsyncEngine")
         extra = sorted(set(config) - {"engine", "read_only", "fast_path"})
         if extra:
             raise ConfigurationError(
@@ -142,7 +151,7 @@ def _engine_from_config(name: str, config: Mapping[str, Any]) -> tuple[Engine, b
     options["connect_args"] = {**dialects.default_connect_args(url),
                                **options.get("connect_args", {})}
     try:
-        engine = sa.create_engine(url, **options)
+        engine = aio.create_engine(name, url, **options)
     except (ArgumentError, TypeError) as exc:
         raise ConfigurationError(
             f"connection {name!r}: {_safe(str(exc), url)}"
@@ -252,6 +261,11 @@ class ConnectionManager:
             cls._connections.clear()
         for conn in old:
             conn.dispose()
+
+    @classmethod
+    async def areset(cls) -> None:
+        """``reset()``, awaited: async pools close their connections on the event loop."""
+        await aio.run(cls.reset)
 
     @classmethod
     def create_all(cls, names: Iterable[str] | None = None) -> None:

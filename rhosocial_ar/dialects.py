@@ -22,7 +22,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Engine
 
 from .errors import ConfigurationError
-from .fastpath import CONNECT_TIMEOUT, bound_pymysql_handshake
+from .fastpath import CONNECT_TIMEOUT, bound_pymysql_handshake, bridge
 
 __all__ = ["connection_url", "max_bind_params", "prepare_engine", "upsert"]
 
@@ -123,7 +123,10 @@ def _sqlite_transactions(engine: Engine) -> None:
         # itself, SAVEPOINT included: nothing to hand back, and the setting is ignored there
         if getattr(dbapi_connection, "autocommit", None) is not False:
             dbapi_connection.isolation_level = None
-        dbapi_connection.create_collation(DECIMAL_COLLATION, _compare_decimals)
+        if hasattr(dbapi_connection, "create_collation"):
+            dbapi_connection.create_collation(DECIMAL_COLLATION, _compare_decimals)
+        else:   # aiosqlite's adapted connection: in aiosqlite's thread
+            bridge.sqlite_collation(dbapi_connection, DECIMAL_COLLATION, _compare_decimals)
 
     # the DB-API connections SQLAlchemy has put in AUTOCOMMIT (the engine's or a
     # connection's isolation_level), held while they are: no BEGIN for them
@@ -141,7 +144,9 @@ def _sqlite_transactions(engine: Engine) -> None:
         # no BEGIN for a read outside any transaction (SQLite reads are atomic), in
         # AUTOCOMMIT, or where a transaction is open already: sqlite3's PEP 249 mode
         # keeps one open, and a user's own "begin" listener may have sent BEGIN
-        if dbapi_connection.info.get(READ_ONLY_OPTION) or dbapi_connection.in_transaction \
+        # driver_connection: sqlite3's, or aiosqlite's (its adapted connection has no in_transaction)
+        if dbapi_connection.info.get(READ_ONLY_OPTION) \
+                or dbapi_connection.driver_connection.in_transaction \
                 or id(dbapi_connection.dbapi_connection) in autocommit:
             return
         dbapi_connection.cursor().execute("BEGIN")

@@ -17,6 +17,7 @@ __all__ = [
     "ARError",
     "CommandError",
     "ConfigurationError",
+    "ConnectionModeError",
     "ConnectionNotFound",
     "ContextNotShared",
     "CrossConnectionError",
@@ -47,6 +48,13 @@ class ConfigurationError(ARError):
 
 class ConnectionNotFound(ARError, LookupError):
     """No connection is configured under the requested name."""
+
+
+class ConnectionModeError(ARError):
+    """A sync call on an async connection, or an awaitable on a sync one; the message names the right call.
+
+    Also a relation that is not loaded, touched in async code (docs/async.md).
+    """
 
 
 class RecordNotFound(ARError, LookupError):

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 
-from . import bulk, fastpath, registry, routing
+from . import aio, bulk, fastpath, registry, routing
 from .errors import ConfigurationError, QueryError, RecordNotFound, StaleObjectError
 from .fastpath import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
@@ -355,11 +355,11 @@ class ActiveRecord(BaseModel):
     @classmethod
     def create_table(cls, checkfirst: bool = True) -> None:
         """CREATE TABLE on the model's connection (tests and demos; use migrations in prod)."""
-        cls.__table__.create(routing.resolve(cls).engine, checkfirst=checkfirst)
+        cls.__table__.create(aio.checked_engine(routing.resolve(cls)), checkfirst=checkfirst)
 
     @classmethod
     def drop_table(cls, checkfirst: bool = True) -> None:
-        cls.__table__.drop(routing.resolve(cls).engine, checkfirst=checkfirst)
+        cls.__table__.drop(aio.checked_engine(routing.resolve(cls)), checkfirst=checkfirst)
 
     # -- upserts and bulk inserts ------------------------------------------
 
@@ -658,6 +658,109 @@ class ActiveRecord(BaseModel):
         self._ar_own_values().update(fresh.__dict__)
         _set(self, "_ar_saved", fresh._ar_saved)
         return self
+
+    # -- awaitable forms: each runs its sync twin in the asyncio bridge (aio.py) --
+
+    @classmethod
+    async def aall(cls: type[T]) -> list[T]:
+        return await aio.run(cls.all)
+
+    @classmethod
+    async def afirst(cls: type[T]) -> T | None:
+        return await aio.run(cls.first)
+
+    @classmethod
+    async def alast(cls: type[T]) -> T | None:
+        return await aio.run(cls.last)
+
+    @classmethod
+    async def acount(cls) -> int:
+        return await aio.run(cls.count)
+
+    @classmethod
+    async def aexists(cls) -> bool:
+        return await aio.run(cls.exists)
+
+    @classmethod
+    async def apluck(cls, *names: str) -> list[Any]:
+        return await aio.run(cls.pluck, *names)
+
+    @classmethod
+    async def asum(cls, name: str) -> Any:
+        return await aio.run(cls.sum, name)
+
+    @classmethod
+    async def aavg(cls, name: str) -> Any:
+        return await aio.run(cls.avg, name)
+
+    @classmethod
+    async def amin(cls, name: str) -> Any:
+        return await aio.run(cls.min, name)
+
+    @classmethod
+    async def amax(cls, name: str) -> Any:
+        return await aio.run(cls.max, name)
+
+    @classmethod
+    def abatch(cls: type[T], size: int = 1000) -> AsyncIterator[list[T]]:
+        return aio.iterate(cls.batch(size))
+
+    @classmethod
+    async def afind(cls: type[T], *pk: Any) -> T:
+        return await aio.run(cls.find, *pk)
+
+    @classmethod
+    async def afind_by(cls: type[T], **columns: Any) -> T | None:
+        return await aio.run(cls.find_by, **columns)
+
+    @classmethod
+    async def araw_query(cls: type[T], sql: str, params: Any = None) -> list[T]:
+        return await aio.run(cls.raw_query, sql, params)
+
+    @classmethod
+    async def acreate(cls: type[T], **values: Any) -> T:
+        return await aio.run(cls.create, **values)
+
+    @classmethod
+    def atransaction(cls, isolation_level: str | None = None) -> Transaction:
+        """``async with User.atransaction():`` (a ``Transaction`` is both kinds of block)."""
+        return cls.transaction(isolation_level)
+
+    @classmethod
+    async def acreate_table(cls, checkfirst: bool = True) -> None:
+        await aio.run(cls.create_table, checkfirst)
+
+    @classmethod
+    async def adrop_table(cls, checkfirst: bool = True) -> None:
+        await aio.run(cls.drop_table, checkfirst)
+
+    @classmethod
+    async def abulk_insert(cls, rows: Iterable[Any], batch_size: int = 1000) -> int:
+        return await aio.run(cls.bulk_insert, rows, batch_size)
+
+    @classmethod
+    async def ainsert_or_update(cls, data: Any, conflict_keys: Sequence[str],
+                                update_columns: Sequence[str] | None = None) -> int:
+        return await aio.run(cls.insert_or_update, data, conflict_keys, update_columns)
+
+    @classmethod
+    async def abulk_insert_or_update(cls, rows: Iterable[Any], conflict_keys: Sequence[str],
+                                     batch_size: int = 1000,
+                                     update_columns: Sequence[str] | None = None) -> int:
+        return await aio.run(cls.bulk_insert_or_update, rows, conflict_keys, batch_size,
+                             update_columns)
+
+    async def asave(self) -> int:
+        return await aio.run(self.save)
+
+    async def adelete(self) -> int:
+        return await aio.run(self.delete)
+
+    async def ahard_delete(self) -> int:
+        return await aio.run(self.hard_delete)
+
+    async def arefresh(self: T) -> T:
+        return await aio.run(self.refresh)
 
     # -- hooks (override in models) -------------------------------------------
 

@@ -12,7 +12,7 @@ reused, so a query built the same way twice costs no SQLAlchemy work.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.sql.util import find_tables
 
-from . import fastpath, registry, routing
+from . import aio, fastpath, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .explain import explain as explain_plan
 from .meta import ModelMeta
@@ -690,6 +690,60 @@ class Query(Generic[M]):
                 return _run_write(frame.sa_conn, stmt, params, self._uncached)
         frame.wrote = True
         return _run_write(frame.sa_conn, stmt, params, self._uncached)
+
+    # -- awaitable forms: each runs its sync twin in the asyncio bridge (aio.py) --
+
+    async def aexplain(self) -> str:
+        return await aio.run(self.explain)
+
+    async def aall(self) -> list[M]:
+        return await aio.run(self.all)
+
+    async def afirst(self) -> M | None:
+        return await aio.run(self.first)
+
+    async def alast(self) -> M | None:
+        return await aio.run(self.last)
+
+    async def afind(self, *pk: Any) -> M:
+        return await aio.run(self.find, *pk)
+
+    async def afind_by(self, **columns: Any) -> M | None:
+        return await aio.run(self.find_by, **columns)
+
+    def abatch(self, size: int = 1000) -> AsyncIterator[list[M]]:
+        """``async for batch in query.abatch(1000):`` each page is read in the bridge."""
+        return aio.iterate(self.batch(size))
+
+    async def acount(self) -> int:
+        return await aio.run(self.count)
+
+    async def aexists(self) -> bool:
+        return await aio.run(self.exists)
+
+    async def asum(self, name: str) -> Any:
+        return await aio.run(self.sum, name)
+
+    async def aavg(self, name: str) -> Any:
+        return await aio.run(self.avg, name)
+
+    async def amin(self, name: str) -> Any:
+        return await aio.run(self.min, name)
+
+    async def amax(self, name: str) -> Any:
+        return await aio.run(self.max, name)
+
+    async def apluck(self, *names: str) -> list[Any]:
+        return await aio.run(self.pluck, *names)
+
+    async def adelete(self) -> int:
+        return await aio.run(self.delete)
+
+    async def ahard_delete(self) -> int:
+        return await aio.run(self.hard_delete)
+
+    async def aupdate(self, **values: Any) -> int:
+        return await aio.run(self.update, **values)
 
 
 def _run_write(sa_conn: Any, stmt: Any, params: dict[str, Any], uncached: bool) -> int:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
-from . import dialects, registry, routing
+from . import aio, dialects, registry, routing
 from .errors import ConfigurationError, QueryError
 
 if TYPE_CHECKING:
@@ -255,6 +255,10 @@ class Accessor(Generic[T, R]):
             if cached is not _MISSING:
                 return cached  # type: ignore[no-any-return]
         return self.relation.load(self.record)  # type: ignore[no-any-return]
+
+    async def aload(self, reload: bool = False) -> R:
+        """``user.posts()``, awaited: async code loads a relation with this or ``with_()``."""
+        return await aio.run(self, reload)
 
     def query(self) -> Query[T]:
         """The related records as a query, to filter further (never cached)."""

@@ -15,6 +15,7 @@ copies of a web request's context share them (scope.py).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 import sqlalchemy as sa
 
+from . import aio
 from .connections import Connection, get_connection
 from .dialects import READ_ONLY_OPTION
 from .errors import ARError, ConfigurationError, ReadOnlyError, SavepointError
@@ -79,8 +81,14 @@ def _note_write(connection_name: str) -> None:
 
 
 def current_frame(connection_name: str) -> Frame | None:
-    """The innermost open transaction on a connection in this context, if any."""
-    return _frames.get().get(connection_name)
+    """The innermost open transaction on a connection in this context, if any.
+
+    ``ConnectionModeError`` when it is an async connection's and this is sync code, or the reverse.
+    """
+    frame = _frames.get().get(connection_name)
+    if frame is not None and frame.connection.is_async is not aio.in_bridge():
+        aio.check(frame.connection)
+    return frame
 
 
 def _unique(entries: list[tuple[Any, Any]], hook: str) -> list[Any]:
@@ -267,7 +275,22 @@ class Transaction(_Settings):
             raise
         _end(frame, commit=exc_type is None)
 
+    async def __aenter__(self) -> Transaction:
+        """``async with Transaction(conn):`` the same block, on an async connection."""
+        return await aio.run(self.__enter__)
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await aio.run(self.__exit__, exc_type, exc, tb)
+
     def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                async with Transaction(self.connection, isolation_level=self.isolation_level):
+                    return await func(*args, **kwargs)
+
+            return awrapper  # type: ignore[return-value]
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with Transaction(self.connection, isolation_level=self.isolation_level):

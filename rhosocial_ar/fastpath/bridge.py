@@ -1,0 +1,84 @@
+"""The fence's asyncio side: what async connections rely on that SQLAlchemy and aiosqlite do not promise.
+
+    result = await bridge.spawn(User.find, 1)     # sync code, run where it may await the driver
+    bridge.check()                                # [] when every name below exists
+
+Async connections run the library's sync code inside SQLAlchemy's asyncio
+bridge: a greenlet in which the async driver's adapted DB-API connection
+may wait on the event loop. This module is part of the fence
+(``internals.py``); it relies on:
+
+SQLAlchemy
+  sqlalchemy.util.greenlet_spawn          runs a sync function in that greenlet; the
+                                          public ``AsyncSession.run_sync`` does the same
+                                          with a session we never use (the fallback)
+aiosqlite (the SQLite collation of decimals stored as text, ``dialects.py``)
+  AdaptedConnection.driver_connection     public: the aiosqlite Connection
+  aiosqlite.Connection._execute, ._conn   its worker thread, and the sqlite3 connection
+                                          there; without them decimals order as text,
+                                          with one warning
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["check", "sqlite_collation", "spawn"]
+
+log = logging.getLogger("rhosocial_ar")
+R = TypeVar("R")
+
+try:
+    from sqlalchemy.util import greenlet_spawn as _greenlet_spawn
+except ImportError:    # moved or gone: the public path below
+    _greenlet_spawn = None
+
+_warned: set[str] = set()
+
+
+async def spawn(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """Await ``fn(*args, **kwargs)`` run in SQLAlchemy's asyncio bridge.
+
+    The greenlet shares the calling task's context, so ``ContextVar`` blocks
+    opened inside stay open for the task after it returns.
+    """
+    if _greenlet_spawn is not None:
+        return await _greenlet_spawn(fn, *args, **kwargs)   # type: ignore[no-any-return]
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    # a session that is never used: no connection is checked out for it
+    return await AsyncSession().run_sync(lambda _session: fn(*args, **kwargs))
+
+
+def sqlite_collation(dbapi_connection: Any, name: str, compare: Callable[[str, str], int]) -> None:
+    """Add a collation to an aiosqlite connection, in aiosqlite's own thread."""
+    try:
+        driver = dbapi_connection.driver_connection
+        execute, raw = driver._execute, driver._conn
+    except AttributeError:
+        if "aiosqlite" not in _warned:
+            _warned.add("aiosqlite")
+            log.warning("rhosocial_ar: this aiosqlite has no Connection._execute/_conn: "
+                        "decimals stored as text sort as text on aiosqlite connections")
+        return
+    # inside the bridge (every connect is): wait on aiosqlite's worker thread
+    from sqlalchemy.util import await_only
+
+    await_only(execute(raw.create_collation, name, compare))
+
+
+def check() -> list[str]:
+    """What is missing of the names above, as readable problems ([] when all are there)."""
+    problems = []
+    if _greenlet_spawn is None:
+        problems.append("sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)")
+    try:
+        import aiosqlite
+    except ImportError:
+        return problems
+    for attr in ("_execute",):
+        if not hasattr(aiosqlite.Connection, attr):
+            problems.append(f"aiosqlite.Connection.{attr} is gone")
+    return problems
