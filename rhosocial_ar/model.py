@@ -233,8 +233,12 @@ class ActiveRecord(BaseModel):
         return Query(cls).last()
 
     @classmethod
-    def count(cls) -> int:
-        return Query(cls).count()
+    def count(cls, name: str | None = None, *, distinct: bool = False) -> int:
+        return Query(cls).count(name, distinct=distinct)
+
+    @classmethod
+    def aggregate(cls, **named: Any) -> dict[str, Any]:
+        return Query(cls).aggregate(**named)
 
     @classmethod
     def exists(cls) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy.sql.util import find_tables
 from . import aio, fastpath, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .explain import explain as explain_plan
+from .grouping import aggregate as aggregate_of
 from .meta import ModelMeta
 from .mixins import utc_now
 from .relation import eager_load, relations_of
@@ -531,13 +532,14 @@ class Query(Generic[M]):
                 remaining -= len(records)
             last = tuple(getattr(records[-1], n) for n in pks)
 
-    def _aggregate(self, function: str, name: str | None = None) -> Any:
-        """``function`` (a ``sa.func`` name) over column ``name`` (None: every row) of the matching rows."""
+    def _aggregate(self, function: str, name: str | None = None, distinct: bool = False) -> Any:
+        """``function`` (a ``sa.func`` name) over column ``name`` (None: every row) of the matching
+        rows; ``distinct``: over its distinct values."""
         if name is not None:
             self._meta.column(name)
         paged = self._limit is not None or self._offset is not None
         # the shape of a plain SELECT of this query, then what is computed over it
-        shape = ("aggregate", function, name, paged, self._select, self._wheres,
+        shape = ("aggregate", function, name, distinct, paged, self._select, self._wheres,
                  self._order if paged else (), self._limit is None, self._offset is None,
                  self._scope, self._joins, self._lock)
 
@@ -547,7 +549,9 @@ class Query(Generic[M]):
                 source: Any = self._build_select().subquery()
             else:
                 source = self._meta.table
-            stmt = sa.select(compute() if name is None else compute(source.c[name]))
+            column = None if name is None else source.c[name]
+            stmt = sa.select(compute() if column is None
+                             else compute(column.distinct() if distinct else column))
             if paged:
                 return stmt.select_from(source)
             clauses, _ = self._criteria()
@@ -562,8 +566,15 @@ class Query(Generic[M]):
         rows = self._read(lambda c, _: fastpath.fetch_all(c, stmt, params))[0]
         return rows[0][0]
 
-    def count(self) -> int:
-        return int(self._aggregate("count"))
+    def count(self, name: str | None = None, *, distinct: bool = False) -> int:
+        """The matching rows; with a column name, its non-NULL values (``distinct``: different ones)."""
+        if distinct and name is None:
+            raise QueryError("count(distinct=True) needs a column name: count('email', distinct=True)")
+        return int(self._aggregate("count", name, distinct))
+
+    def aggregate(self, **named: Any) -> dict[str, Any]:
+        """Several aggregate expressions in one query: ``aggregate(n=sa.func.count(), ...)``."""
+        return aggregate_of(self, named)
 
     def exists(self) -> bool:
         return self.limit(1).pluck(*self._columns()[0][:1]) != []

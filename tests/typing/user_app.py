@@ -94,7 +94,7 @@ def mistakes(ann: User, post: Post) -> None:
     ann.name = 3  # type: ignore[assignment]
     ann.posts().append(ann)  # type: ignore[arg-type]  # a list of Post
     post.user().title  # type: ignore[union-attr]  # User | None
-    Transaction("default", two_phase=True).savepoint()  # type: ignore[attr-defined]
+    Transaction("default", two_phase=True).comit()  # type: ignore[attr-defined]  # misspelt
 
 
 def transactions() -> None:
