@@ -678,8 +678,12 @@ class ActiveRecord(BaseModel):
         return await aio.run(cls.last)
 
     @classmethod
-    async def acount(cls) -> int:
-        return await aio.run(cls.count)
+    async def acount(cls, name: str | None = None, *, distinct: bool = False) -> int:
+        return await aio.run(cls.count, name, distinct=distinct)
+
+    @classmethod
+    async def aaggregate(cls, **named: Any) -> dict[str, Any]:
+        return await aio.run(cls.aggregate, **named)
 
     @classmethod
     async def aexists(cls) -> bool:

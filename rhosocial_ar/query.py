@@ -726,8 +726,11 @@ class Query(Generic[M]):
         """``async for batch in query.abatch(1000):`` each page is read in the bridge."""
         return aio.iterate(self.batch(size))
 
-    async def acount(self) -> int:
-        return await aio.run(self.count)
+    async def acount(self, name: str | None = None, *, distinct: bool = False) -> int:
+        return await aio.run(self.count, name, distinct=distinct)
+
+    async def aaggregate(self, **named: Any) -> dict[str, Any]:
+        return await aio.run(self.aggregate, **named)
 
     async def aexists(self) -> bool:
         return await aio.run(self.exists)

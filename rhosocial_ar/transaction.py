@@ -282,6 +282,15 @@ class Transaction(_Settings):
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         await aio.run(self.__exit__, exc_type, exc, tb)
 
+    async def asavepoint(self, name: str) -> str:
+        return await aio.run(self.savepoint, name)
+
+    async def arollback_to(self, name: str) -> None:
+        await aio.run(self.rollback_to, name)
+
+    async def arelease(self, name: str) -> None:
+        await aio.run(self.release, name)
+
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)

@@ -1,0 +1,32 @@
+"""The awaitable twins of the Core-power operations (issue 22) on each backend's async driver."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from rhosocial_ar import SavepointError
+from tests.test_async import AUser, AsyncBackend, adb, arun  # noqa: F401 (a fixture)
+
+
+def test_counts_aggregates_plans_and_savepoints_awaited(adb: AsyncBackend) -> None:
+    async def main() -> None:
+        await AUser.abulk_insert([{"name": n, "age": a} for n, a in
+                                  (("ann", 30), ("bob", 30), ("cyd", 41))])
+        assert await AUser.acount("age", distinct=True) == 2
+        assert await AUser.where(age=30).acount("name") == 2
+        totals = await AUser.aaggregate(n=sa.func.count(), top=sa.func.max(AUser.c.age))
+        assert totals == {"n": 3, "top": 41}
+        assert await AUser.where(age=30).aaggregate(n=sa.func.count()) == {"n": 2}
+        assert "async_users" in await AUser.where(age=30).aexplain()
+        async with AUser.atransaction() as tx:
+            await AUser.acreate(name="dee")
+            assert await tx.asavepoint("mark") == "mark"
+            await AUser.acreate(name="eve")
+            await tx.arollback_to("mark")
+            with pytest.raises(SavepointError):
+                await tx.arelease("nope")
+            await tx.arelease("mark")
+        assert await AUser.order_by("id").apluck("name") == ["ann", "bob", "cyd", "dee"]
+
+    arun(adb, main)
