@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from rhosocial_ar import (
     ActiveRecord,
+    PoolExhausted,
     BelongsTo,
     ConnectionManager,
     ConnectionModeError,
@@ -47,8 +48,9 @@ class AsyncBackend:
         self.urls = urls
 
     def configure(self, **options: Any) -> None:
+        """``default`` and ``secondary``, both with the pool ``options``."""
         ConnectionManager.configure({"default": {"url": self.urls[0], **options},
-                                     "secondary": {"url": self.urls[1]}})
+                                     "secondary": {"url": self.urls[1], **options}})
 
 
 def async_url(url: str, drivername: str) -> str:
@@ -135,3 +137,306 @@ def test_crud_round_trip(adb: AsyncBackend) -> None:
         assert await AUser.acount() == 0
 
     arun(adb, main)
+
+
+def test_every_query_spelling(adb: AsyncBackend) -> None:
+    async def main() -> None:
+        assert await AUser.abulk_insert([{"name": f"u{i}", "age": i} for i in range(10)]) == 10
+        older = AUser.where(AUser.c.age >= 5)
+        assert [u.name for u in await older.order_by("-id").aall()] == [f"u{i}" for i in range(9, 4, -1)]
+        assert await AUser.where("age < ?", 3).apluck("name") == ["u0", "u1", "u2"]
+        assert await AUser.where(age=4).acount() == 1
+        assert await AUser.where(AUser.c.age.between(2, 4)).asum("age") == 9
+        assert await AUser.amax("age") == 9 and await AUser.amin("age") == 0
+        assert float(await AUser.aavg("age")) == 4.5
+        assert await AUser.where(name="u3").aexists() and not await AUser.where(name="x").aexists()
+        assert (await AUser.where(age=7).afirst()).name == "u7"   # type: ignore[union-attr]
+        assert (await AUser.alast()).name == "u9"                 # type: ignore[union-attr]
+        pages = [[u.age for u in page] async for page in AUser.where("age >= ?", 2).abatch(3)]
+        assert pages == [[2, 3, 4], [5, 6, 7], [8, 9]]
+        raw = await AUser.araw_query("SELECT * FROM async_users WHERE age > ? ORDER BY id", [7])
+        assert [u.name for u in raw] == ["u8", "u9"]
+        assert await AUser.where(AUser.c.age > 7).aupdate(age=AUser.c.age + 10) == 2
+        assert await AUser.where(AUser.c.age > 10).apluck("age") == [18, 19]
+        assert await AUser.where(age=0).adelete() == 1
+        assert await AUser.acount() == 9
+
+    arun(adb, main)
+
+
+def test_upserts_and_bulk_upserts(adb: AsyncBackend) -> None:
+    async def main() -> None:
+        await AStat.ainsert_or_update({"key": "a", "hits": 1}, conflict_keys=["key"])
+        await AStat.ainsert_or_update({"key": "a", "hits": 2}, conflict_keys=["key"])
+        rows = [{"key": k, "hits": 5} for k in ("a", "b", "c")]
+        await AStat.abulk_insert_or_update(rows, conflict_keys=["key"], batch_size=2)
+        assert await AStat.order_by("key").apluck("key", "hits") == [("a", 5), ("b", 5), ("c", 5)]
+        assert (await AStat.afind("b")).hits == 5
+
+    arun(adb, main)
+
+
+def test_relations_eager_loaded_are_plain_data_and_lazy_ones_raise(adb: AsyncBackend) -> None:
+    async def main() -> None:
+        ann = await AUser.acreate(name="ann")
+        bob = await AUser.acreate(name="bob")
+        for user, count in ((ann, 2), (bob, 1)):
+            for i in range(count):
+                await APost.acreate(user_id=user.id, title=f"{user.name} {i}")
+        users = await AUser.with_("posts").order_by("id").aall()
+        assert [[p.title for p in u.posts()] for u in users] == [["ann 0", "ann 1"], ["bob 0"]]
+        posts = await APost.with_("user").order_by("id").aall()
+        assert [p.user().name for p in posts] == ["ann", "ann", "bob"]   # type: ignore[union-attr]
+        fresh = await AUser.afind(ann.id)
+        with pytest.raises(ConnectionModeError, match=r"auser\.posts is not loaded.*"
+                                                       r"with_\('posts'\).*await auser\.posts\.aload\(\)"):
+            fresh.posts()
+        assert [p.title for p in await fresh.posts.aload()] == ["ann 0", "ann 1"]
+        assert len(fresh.posts()) == 2            # loaded now: plain data
+        assert await fresh.posts.query().acount() == 2
+
+    arun(adb, main)
+
+
+def test_transactions_savepoints_and_isolation(adb: AsyncBackend) -> None:
+    async def main() -> None:
+        conn = get_connection()
+        async with AUser.atransaction():
+            await AUser.acreate(name="kept")
+            with pytest.raises(ZeroDivisionError):
+                async with Transaction(conn):            # a savepoint
+                    await AUser.acreate(name="undone")
+                    1 / 0
+            async with Transaction(conn):
+                await AUser.acreate(name="kept too")
+        assert await AUser.order_by("id").apluck("name") == ["kept", "kept too"]
+        with pytest.raises(ZeroDivisionError):
+            async with Transaction(conn, isolation_level="SERIALIZABLE"):
+                await AUser.acreate(name="rolled back")
+                1 / 0
+        assert await AUser.acount() == 2
+
+        @Transaction(conn)
+        async def transfer() -> None:
+            await AUser.where(name="kept").aupdate(age=1)
+            raise ValueError("no")
+
+        with pytest.raises(ValueError):
+            await transfer()
+        assert await AUser.where(age=1).acount() == 0
+
+    arun(adb, main)
+
+
+class HookedUser(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "async_hooked_users"
+    name: str = Field(max_length=40)
+    calls: ClassVar[list[str]] = []
+
+    def before_save(self) -> None:
+        self.calls.append("before_save")
+
+    def before_create(self) -> None:
+        self.calls.append("before_create")
+
+    def after_create(self) -> None:
+        self.calls.append("after_create")
+
+    def after_save(self) -> None:
+        self.calls.append("after_save")
+
+    def after_commit(self) -> None:
+        self.calls.append("after_commit")
+
+    def after_rollback(self) -> None:
+        self.calls.append("after_rollback")
+
+
+def test_hooks_run_in_order_and_after_commit_after_the_awaited_commit(adb: AsyncBackend) -> None:
+    async def main() -> None:
+        await HookedUser.adrop_table()
+        await HookedUser.acreate_table()
+        HookedUser.calls.clear()
+        await HookedUser.acreate(name="ann")
+        assert HookedUser.calls == ["before_save", "before_create", "after_create", "after_save",
+                                    "after_commit"]
+        HookedUser.calls.clear()
+        async with HookedUser.atransaction():
+            await HookedUser.acreate(name="bob")
+            assert "after_commit" not in HookedUser.calls
+        assert HookedUser.calls[-1] == "after_commit"
+        HookedUser.calls.clear()
+        with pytest.raises(RuntimeError):
+            async with HookedUser.atransaction():
+                await HookedUser.acreate(name="eve")
+                raise RuntimeError
+        assert HookedUser.calls[-1] == "after_rollback"
+        assert await HookedUser.order_by("id").apluck("name") == ["ann", "bob"]
+        await HookedUser.adrop_table()
+
+    arun(adb, main)
+
+
+def test_the_wrong_way_names_the_right_call(adb: AsyncBackend) -> None:
+    async def main() -> None:
+        ann = await AUser.acreate(name="ann")
+        with pytest.raises(ConnectionModeError, match=r"connection 'default' is async: "
+                                                       r"use await AUser\.afind\(\.\.\.\)"):
+            AUser.find(ann.id)
+        with pytest.raises(ConnectionModeError, match=r"use await query\.aall\(\.\.\.\)"):
+            AUser.where(name="ann").all()
+        ann.age = 5
+        with pytest.raises(ConnectionModeError, match=r"use await auser\.asave\(\.\.\.\)"):
+            ann.save()
+        with pytest.raises(ConnectionModeError, match=r"use async with Transaction"):
+            with AUser.transaction():
+                pass
+        with pytest.raises(ConnectionModeError, match=r"AUser\.acreate_table"):
+            AUser.create_table()
+        async with AUser.atransaction():            # sync code inside an async transaction
+            with pytest.raises(ConnectionModeError, match=r"use await AUser\.acount"):
+                AUser.count()
+        # the reverse: an awaitable on a sync connection
+        ConnectionManager.configure("plain", {"url": "sqlite://"})
+        with AUser.using_connection("plain"):
+            with pytest.raises(ConnectionModeError, match=r"connection 'plain' is sync: "
+                                                           r"call AUser\.count\(\.\.\.\) without await"):
+                await AUser.acount()
+            AUser.create_table()
+            assert AUser.count() == 0
+        assert await AUser.acount() == 1       # nothing was left open on either
+
+    arun(adb, main)
+
+
+def test_sync_code_is_unchanged_on_sync_connections(tmp_path: Any) -> None:
+    ConnectionManager.reset()
+    ConnectionManager.configure("default", {"url": f"sqlite:///{tmp_path / 'sync.db'}"})
+    try:
+        AUser.create_table()
+        AUser.create(name="ann")
+        assert not get_connection().is_async
+        with pytest.raises(ConnectionModeError, match="is sync"):
+            asyncio.run(AUser.acount())
+        assert AUser.count() == 1
+    finally:
+        ConnectionManager.reset()
+
+
+def test_an_existing_async_engine(adb: AsyncBackend) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def main() -> None:
+        engine = create_async_engine(adb.urls[0])
+        ConnectionManager.configure("mine", {"engine": engine})
+        conn = get_connection("mine")
+        assert conn.is_async and conn.engine is engine.sync_engine
+        with AUser.using_connection("mine"):
+            await AUser.acreate(name="via engine")
+        assert await AUser.where(name="via engine").aexists()
+        await ConnectionManager.areset()
+        assert await _still_usable(engine)       # ours to dispose, not the library's
+        await engine.dispose()
+
+    arun(adb, main)
+
+
+async def _still_usable(engine: Any) -> bool:
+    async with engine.connect() as conn:
+        return bool((await conn.execute(sa.text("SELECT 1"))).scalar() == 1)
+
+
+def checked_out() -> dict[str, int]:
+    return {c.name: c.engine.pool.checkedout() for c in ConnectionManager.connections()}  # type: ignore[attr-defined]
+
+
+def test_200_tasks_on_a_pool_of_10_each_in_its_own_block(adb: AsyncBackend) -> None:
+    """Each task routes AUser to a connection of its own choice and writes in a transaction."""
+    async def task(i: int) -> tuple[int, int]:
+        name = ("default", "secondary")[i % 2]
+        with AUser.using_connection(name):
+            async with AUser.atransaction():
+                for j in range(3):       # a write first: SQLite takes its lock here
+                    await AUser.acreate(name=f"t{i}-{j}", age=i)
+                await asyncio.sleep(0)   # let the others run in the middle of the transaction
+                own = await AUser.where("name LIKE ?", f"t{i}-%").acount()
+                total = await AUser.where(age=i).asum("age")
+            assert get_connection(name).name == name
+        return own, int(total)
+
+    async def main() -> None:
+        for name in ("default", "secondary"):
+            with AUser.using_connection(name):
+                await AUser.adrop_table()
+                await AUser.acreate_table()
+        results = await asyncio.gather(*(task(i) for i in range(200)))
+        assert results == [(3, 3 * i) for i in range(200)]
+        for name, parity in (("default", 0), ("secondary", 1)):
+            with AUser.using_connection(name):
+                assert await AUser.acount() == 300
+                assert await AUser.asum("age") == 3 * sum(range(parity, 200, 2))
+        assert checked_out() == {"default": 0, "secondary": 0}
+
+    arun(adb, main, pool_size=10, max_overflow=0, pool_timeout=30)
+
+
+def test_a_cancelled_task_leaves_nothing_applied_and_its_connection_usable(adb: AsyncBackend) -> None:
+    started = asyncio.Event
+
+    async def doomed(event: asyncio.Event, slow: bool) -> None:
+        async with AUser.atransaction():
+            await AUser.acreate(name="doomed")
+            event.set()
+            if slow:         # cancelled inside the bridge, while the driver waits
+                await AUser.araw_query(SLOW_QUERY[adb.name])
+            else:            # cancelled between statements
+                await asyncio.sleep(30)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(doomed(started(), slow=False), 0.3)
+        for slow in (False, True):
+            event = started()
+            task = asyncio.create_task(doomed(event, slow))
+            await event.wait()
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await AUser.acount() == 0
+        assert checked_out()["default"] == 0
+        for _ in range(2):        # the pool's one connection, used again
+            await AUser.acreate(name=f"after {_}")
+        assert await AUser.acount() == 2
+
+    arun(adb, main, pool_size=1, max_overflow=0)
+
+
+# a statement that runs for a few seconds on each backend
+SLOW_QUERY = {
+    "postgresql": "SELECT * FROM async_users WHERE pg_sleep(3) IS NOT NULL",
+    "mysql": "SELECT * FROM async_users WHERE SLEEP(3) = 0",
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+              "SELECT async_users.* FROM async_users, (SELECT max(i) AS m FROM n) WHERE m > 0",
+}
+
+
+def test_pool_exhaustion_is_the_same_error_as_sync(adb: AsyncBackend) -> None:
+    async def holder(release: asyncio.Event, held: asyncio.Event) -> None:
+        async with AUser.atransaction():
+            await AUser.acreate(name="holder")
+            held.set()
+            await release.wait()
+
+    async def main() -> None:
+        release, held = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(holder(release, held))
+        await held.wait()
+        with pytest.raises(PoolExhausted, match=r"connection 'default': every pooled connection is in use "
+                                                r"\(1 checked out; pool_size=1, max_overflow=0\)"):
+            await AUser.acount()
+        release.set()
+        await task
+        assert await AUser.acount() == 1
+
+    arun(adb, main, pool_size=1, max_overflow=0, pool_timeout=0.3)
