@@ -213,6 +213,11 @@ class ActiveRecord(BaseModel):
         return Query(cls).join(*names)
 
     @classmethod
+    def all_rows(cls: type[T]) -> Query[T]:
+        """Every row, said on purpose: ``Model.all_rows().delete()`` (a bare one raises)."""
+        return Query(cls).all_rows()
+
+    @classmethod
     def with_deleted(cls: type[T]) -> Query[T]:
         return Query(cls).with_deleted()
 

@@ -289,6 +289,13 @@ class Query(Generic[M]):
         new._lock = True
         return new
 
+    def all_rows(self) -> Query[M]:
+        """Say that an ``update()`` or ``delete()`` without ``where()`` means every row."""
+        new = self._copy()
+        if ("all",) not in new._wheres:
+            new._wheres += (("all",),)
+        return new
+
     def with_deleted(self) -> Query[M]:
         """Include soft-deleted rows."""
         new = self._copy()
@@ -328,6 +335,8 @@ class Query(Generic[M]):
                 last = [sa.bindparam(p, type_=c.type) for p, c in zip(item[1], keys, strict=True)]
                 clauses.append(keys[0] > last[0] if len(keys) == 1
                                else sa.tuple_(*keys) > sa.tuple_(*last))
+            elif kind == "all":     # all_rows(): no condition, said on purpose
+                continue
             else:
                 clauses.append(self._clause(item))
         if meta.soft_delete_column and self._scope != "all":
@@ -618,9 +627,19 @@ class Query(Generic[M]):
             raise QueryError(
                 f"{action}() applies to every matching row; remove limit/offset/order/join"
             )
+        self._require_condition(action)
         # SELECT keys start with a tuple or None, so the two kinds never meet
         return self._cached((action, self._wheres, self._scope, *shape),
                             lambda: build(self._criteria()[0]))
+
+    def _require_condition(self, action: str) -> None:
+        """A write without any condition must say so: a forgotten where() would hit every row."""
+        if not self._wheres and self._scope != "deleted":   # only_deleted() picks some rows
+            name = self.model.__name__
+            raise QueryError(
+                f"{name}: {action}() without a condition would change every row; add where(...) "
+                f"or say so with all_rows(): {name}.all_rows().{action}(...)"
+            )
 
     def _cached(self, shape: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """The model's statement for this query shape, built on first use.
@@ -641,6 +660,7 @@ class Query(Generic[M]):
 
     def delete(self) -> int:
         """Delete every matching row (soft-delete models mark them); returns the count."""
+        self._require_condition("delete")
         meta = self._meta
         if meta.soft_delete_column and self._scope == "live":
             return self.update(**{meta.soft_delete_column: utc_now()})
@@ -648,6 +668,7 @@ class Query(Generic[M]):
 
     def hard_delete(self) -> int:
         """Delete matching rows for real, also on soft-delete models."""
+        self._require_condition("hard_delete")
         table = self._meta.table
         stmt = self._write_stmt("delete", lambda clauses: table.delete().where(*clauses))
         return self._write(stmt, self._params())

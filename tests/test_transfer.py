@@ -88,7 +88,7 @@ def test_a_map_of_names_and_one_with_functions_copy_the_same(ledger):
     assert copied.rows == 8 and [row[0] for row in by_names] == list(range(4, 12))
     assert all(row[4] == row[1] for row in by_names)
     assert Ledger.count() == 11                                  # a copy keeps the source
-    Archive.query().delete()
+    Archive.all_rows().delete()
     with_function = {**names, "label": lambda record: record.name}
     transfer(Ledger.where("id > ?", 3), Archive, map=with_function, batch_size=3,
              progress=False)
