@@ -278,7 +278,7 @@ class ConnectionManager:
                 continue
             if conn_name not in cls._connections:
                 continue
-            metadata.create_all(cls.get(conn_name).engine)
+            metadata.create_all(aio.checked_engine(cls.get(conn_name)))
 
     @classmethod
     def drop_all(cls, names: Iterable[str] | None = None) -> None:
@@ -288,7 +288,15 @@ class ConnectionManager:
         wanted = set(names) if names is not None else None
         for conn_name, metadata in tables_by_connection().items():
             if (wanted is None or conn_name in wanted) and conn_name in cls._connections:
-                metadata.drop_all(cls.get(conn_name).engine)
+                metadata.drop_all(aio.checked_engine(cls.get(conn_name)))
+
+    @classmethod
+    async def acreate_all(cls, names: Iterable[str] | None = None) -> None:
+        await aio.run(cls.create_all, names)
+
+    @classmethod
+    async def adrop_all(cls, names: Iterable[str] | None = None) -> None:
+        await aio.run(cls.drop_all, names)
 
 
 def get_connection(name: str = DEFAULT) -> Connection:

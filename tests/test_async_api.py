@@ -1,0 +1,102 @@
+"""One rule, no exceptions: every public operation that talks to a database has an ``a`` twin.
+
+The twin has the same name with an ``a`` in front and the same parameters
+(names, kinds, defaults, annotations), and is awaitable (``abatch``: an async
+iterator; ``atransaction``: an async context manager). A new public method
+fails here until it gets its twin, or is listed below as one that sends nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from rhosocial_ar import ActiveRecord, ConnectionManager, Query, Transaction
+from rhosocial_ar.relation import Accessor
+
+# public methods that build, describe or route, and send nothing to a database
+SENDS_NOTHING = {
+    ActiveRecord: {
+        "query", "where", "order_by", "select", "limit", "offset", "using", "with_", "join",
+        "with_deleted", "only_deleted", "all_rows", "using_connection", "primary_key",
+        "relations", "relation", "to_dict", "changed_columns", "is_new_record", "model_config",
+        # hooks: run by the operations, inside the awaited ones too
+        "before_validate", "before_save", "before_create", "before_update", "before_destroy",
+        "after_create", "after_update", "after_save", "after_destroy", "after_commit",
+        "after_rollback",
+    },
+    Query: {
+        "where", "order_by", "limit", "offset", "select", "using", "with_", "join", "for_update",
+        "with_deleted", "only_deleted", "all_rows", "to_sql", "model",
+    },
+    # __call__: the decorator, which wraps a coroutine function in ``async with`` itself
+    Transaction: {"detach", "sa_connection", "__call__"},
+    Accessor: {"query", "record", "relation"},
+    ConnectionManager: {"configure", "get", "names", "connections"},
+}
+# sync forms whose twin is not spelled 'a' + name
+SPELLED = {"__enter__": "__aenter__", "__exit__": "__aexit__", "__call__": "aload"}
+# twins that are not coroutine functions, and what they return
+NOT_COROUTINES = {"abatch": "an async iterator", "atransaction": "an async context manager"}
+
+
+def public_methods(cls: type) -> dict[str, Any]:
+    """The public names the class and its bases (not pydantic's, not object's) define."""
+    found: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if klass in (object, BaseModel) or klass.__module__.startswith(("pydantic", "typing")):
+            continue
+        for name, value in vars(klass).items():
+            if not name.startswith("_") or name in SPELLED:
+                found.setdefault(name, value)
+    return found
+
+
+def operations(cls: type) -> list[tuple[str, str]]:
+    """(sync name, twin name) of every public operation that talks to a database."""
+    names = public_methods(cls)
+    twins = {n for n in names if n.startswith("a") and n[1:] in names} | {"aload"}
+    return sorted((name, SPELLED.get(name, "a" + name)) for name in names
+                  if name not in twins and name not in SENDS_NOTHING[cls]
+                  and (name not in SPELLED or name in vars(cls)))
+
+
+CASES = [(cls, sync, twin) for cls in SENDS_NOTHING for sync, twin in operations(cls)]
+
+
+@pytest.mark.parametrize(("cls", "sync", "twin"), CASES,
+                         ids=[f"{cls.__name__}.{sync}" for cls, sync, _ in CASES])
+def test_each_operation_has_its_awaitable_twin(cls: type, sync: str, twin: str) -> None:
+    assert hasattr(cls, twin), (
+        f"{cls.__name__}.{sync} talks to a database but has no {twin}(); add it (docs/async.md), "
+        f"or list {sync!r} in SENDS_NOTHING if it sends nothing")
+    sync_params = list(inspect.signature(getattr(cls, sync)).parameters.values())
+    twin_params = list(inspect.signature(getattr(cls, twin)).parameters.values())
+    assert twin_params == sync_params, f"{cls.__name__}.{twin} differs from {sync} in its parameters"
+    function = inspect.unwrap(getattr(cls, twin))
+    if twin in NOT_COROUTINES:
+        assert not inspect.iscoroutinefunction(function), f"{twin} returns {NOT_COROUTINES[twin]}"
+    else:
+        assert inspect.iscoroutinefunction(function), f"{cls.__name__}.{twin} is not awaitable"
+
+
+def test_the_enumeration_finds_the_operations_of_the_issue() -> None:
+    """The operations issue 20 names, so an enumeration that finds nothing cannot pass."""
+    found = {(cls.__name__, sync) for cls, sync, _ in CASES}
+    named = {("ActiveRecord", n) for n in (
+        "find", "find_by", "create", "save", "delete", "refresh", "raw_query", "bulk_insert",
+        "insert_or_update", "bulk_insert_or_update", "transaction")}
+    named |= {("Query", n) for n in (
+        "all", "first", "count", "sum", "pluck", "exists", "update", "delete", "batch")}
+    named |= {("Transaction", "__enter__"), ("Accessor", "__call__")}
+    assert named <= found, sorted(named - found)
+
+
+def test_a_sync_method_of_the_list_that_sends_nothing_exists() -> None:
+    """The exemption list names only methods that are there (a rename would hide a new one)."""
+    for cls, names in SENDS_NOTHING.items():
+        missing = sorted(n for n in names if n not in public_methods(cls))
+        assert not missing, f"{cls.__name__}: no such methods {missing}"
