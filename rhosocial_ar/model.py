@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -205,7 +205,7 @@ class ActiveRecord(BaseModel):
         return Query(cls).using(name)
 
     @classmethod
-    def with_(cls: type[T], *paths: str) -> Query[T]:
+    def with_(cls: type[T], *paths: str | tuple[str, Callable[[Any], Any]]) -> Query[T]:
         return Query(cls).with_(*paths)
 
     @classmethod

@@ -113,7 +113,7 @@ class Query(Generic[M]):
         self._offset: int | None = None
         self._select: tuple[str, ...] | None = None
         self._scope = "live"
-        self._with: tuple[str, ...] = ()
+        self._with: tuple[Any, ...] = ()     # paths, and (path, condition) pairs
         self._joins: tuple[str, ...] = ()
         self._lock = False
         self._uncached = False
@@ -250,9 +250,18 @@ class Query(Generic[M]):
         new._using = name
         return new
 
-    def with_(self, *paths: str) -> Query[M]:
-        """Eager-load relations (``'posts'``, ``'posts.comments'``): one query per relation."""
+    def with_(self, *paths: str | tuple[str, Callable[[Any], Any]]) -> Query[M]:
+        """Eager-load relations (``'posts'``, ``'posts.comments'``): one query per relation.
+
+        ``('posts', lambda q: q.where(published=True))`` loads only what the function
+        makes of the related model's query (relation.py, ``eager_load``).
+        """
         for path in paths:
+            if isinstance(path, tuple):
+                if len(path) != 2 or not isinstance(path[0], str) or not callable(path[1]):
+                    raise QueryError(f"with_() takes 'relation.path' or ('relation.path', "
+                                     f"function of a query), not {path!r}")
+                path = path[0]
             model: Any = self.model
             for part in str(path).split("."):
                 relation = relations_of(model).get(part)

@@ -382,19 +382,52 @@ def relations_of(model: Any) -> dict[str, Relation[Any]]:
     return found
 
 
-def eager_load(model: Any, records: list[Any], paths: Sequence[str]) -> None:
-    """Load ``paths`` like ``'posts'`` and ``'posts.comments'`` for ``records``."""
+def eager_load(model: Any, records: list[Any], paths: Sequence[Any]) -> None:
+    """Load ``paths`` like ``'posts'`` and ``'posts.comments'`` for ``records``.
+
+    A path may come as ``(path, condition)``: the relation's query is
+    ``condition(Target.query())``, so ``lambda q: q.where(published=True).order_by('-id')``
+    loads only those, in that order, still in one query per relation.
+    """
     if not records:
         return
     tree: dict[str, Any] = {}
+    conditions: dict[tuple[str, ...], Any] = {}
     for path in paths:
+        condition = None
+        if isinstance(path, tuple):
+            path, condition = path
+        parts = tuple(path.split("."))
         node = tree
-        for part in path.split("."):
+        for part in parts:
             node = node.setdefault(part, {})
-    _load_tree(model, records, tree)
+        if condition is not None:
+            if conditions.get(parts, condition) is not condition:
+                raise QueryError(f"with_(): two conditions for {path!r}; give it one")
+            conditions[parts] = condition
+    _load_tree(model, records, tree, conditions, ())
 
 
-def _load_tree(model: Any, records: list[Any], tree: dict[str, Any]) -> None:
+def _conditioned(relation: Relation[Any], condition: Any, path: str) -> Any:
+    """The related model's query as ``condition`` makes it, checked to be one that can load."""
+    target = relation.target
+    query = condition(target.query())
+    if getattr(query, "model", None) is not target or not hasattr(query, "where"):
+        raise QueryError(f"with_(({path!r}, ...)): the function must return a query of "
+                         f"{target.__name__}, e.g. lambda q: q.where(...), not {query!r}")
+    if query._limit is not None or query._offset is not None:
+        # one query serves every owner: a limit would cut across them, not per owner
+        raise QueryError(f"with_(({path!r}, ...)): limit() and offset() apply to all owners "
+                         f"together; leave them out")
+    key = relation._keys()[1]
+    if query._select is not None and key not in query._select:
+        raise QueryError(f"with_(({path!r}, ...)): select() must include {key!r}, "
+                         f"which ties each {target.__name__} to its owner")
+    return query
+
+
+def _load_tree(model: Any, records: list[Any], tree: dict[str, Any],
+               conditions: dict[tuple[str, ...], Any], prefix: tuple[str, ...]) -> None:
     relations = relations_of(model)
     for name, subtree in tree.items():
         relation = relations.get(name)
@@ -403,6 +436,9 @@ def _load_tree(model: Any, records: list[Any], tree: dict[str, Any]) -> None:
                 f"{model.__name__} has no relation {name!r}; relations: "
                 f"{', '.join(relations) or 'none'}"
             )
-        found = relation.eager(records)
+        path = (*prefix, name)
+        condition = conditions.get(path)
+        query = None if condition is None else _conditioned(relation, condition, ".".join(path))
+        found = relation.eager(records, query)
         if subtree:
-            _load_tree(relation.target, found, subtree)
+            _load_tree(relation.target, found, subtree, conditions, path)

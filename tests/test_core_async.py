@@ -6,10 +6,10 @@ import pytest
 import sqlalchemy as sa
 
 from rhosocial_ar import SavepointError
-from tests.test_async import AUser, AsyncBackend, adb, arun  # noqa: F401 (a fixture)
+from tests.test_async import AsyncBackend, AUser, adb, arun  # noqa: F401 (a fixture)
 
 
-def test_counts_aggregates_plans_and_savepoints_awaited(adb: AsyncBackend) -> None:
+def test_counts_aggregates_plans_and_savepoints_awaited(adb: AsyncBackend) -> None:  # noqa: F811
     async def main() -> None:
         await AUser.abulk_insert([{"name": n, "age": a} for n, a in
                                   (("ann", 30), ("bob", 30), ("cyd", 41))])
