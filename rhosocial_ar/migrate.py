@@ -37,7 +37,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from . import registry
+from . import aio, registry
 from .connections import ConnectionManager, get_connection
 from .errors import MigrationError, ReadOnlyError, describe_error
 
@@ -327,7 +327,7 @@ def stamp(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> 
 def current(name: str) -> tuple[str, ...]:
     """The revisions ``name``'s database is at: () before the first upgrade, else usually one id."""
     table = version_table(name)
-    with get_connection(name).engine.connect() as connection:
+    with _connect(name) as connection:
         context = MigrationContext.configure(connection, opts={"version_table": table})
         return tuple(context.get_current_heads())
 
@@ -471,10 +471,21 @@ def run_environment(**options: Any) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    with get_connection(name).engine.connect() as connection:
+    with _connect(name) as connection:
         context.configure(connection=connection, **settings)
         with context.begin_transaction():
             context.run_migrations()
+
+
+def _connect(name: str) -> sa.Connection:
+    """A connection Alembic runs on; an async one's only inside the asyncio bridge (aio.py)."""
+    connection = get_connection(name)
+    if connection.is_async and not aio.in_bridge():
+        raise MigrationError(
+            f"connection {name!r} is async: run its migrations in the event loop with "
+            f"await rhosocial_ar.aio.run(migrate.upgrade, {name!r}), or give the command line "
+            f"an app module that configures it with a sync driver (docs/async.md#migrations)")
+    return connection.engine.connect()
 
 
 def _import_column_types(kind: str, item: Any, autogen_context: Any) -> bool:

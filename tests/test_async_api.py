@@ -20,9 +20,9 @@ from rhosocial_ar.relation import Accessor
 # public methods that build, describe or route, and send nothing to a database
 SENDS_NOTHING = {
     ActiveRecord: {
-        "query", "where", "order_by", "select", "limit", "offset", "using", "with_", "join",
+        "query", "find_all", "where", "order_by", "select", "limit", "offset", "using", "with_", "join",
         "with_deleted", "only_deleted", "all_rows", "using_connection", "primary_key",
-        "relations", "relation", "to_dict", "changed_columns", "is_new_record", "model_config",
+        "relations", "relation", "to_dict", "changed_columns", "is_new_record",
         # hooks: run by the operations, inside the awaited ones too
         "before_validate", "before_save", "before_create", "before_update", "before_destroy",
         "after_create", "after_update", "after_save", "after_destroy", "after_commit",
@@ -43,6 +43,9 @@ SPELLED = {"__enter__": "__aenter__", "__exit__": "__aexit__", "__call__": "aloa
 NOT_COROUTINES = {"abatch": "an async iterator", "atransaction": "an async context manager"}
 
 
+_PYDANTIC = set(dir(BaseModel))
+
+
 def public_methods(cls: type) -> dict[str, Any]:
     """The public names the class and its bases (not pydantic's, not object's) define."""
     found: dict[str, Any] = {}
@@ -50,6 +53,8 @@ def public_methods(cls: type) -> dict[str, Any]:
         if klass in (object, BaseModel) or klass.__module__.startswith(("pydantic", "typing")):
             continue
         for name, value in vars(klass).items():
+            if name in _PYDANTIC:   # older pydantic sets model_fields on each class
+                continue
             if not name.startswith("_") or name in SPELLED:
                 found.setdefault(name, value)
     return found
