@@ -189,8 +189,16 @@ class ActiveRecord(BaseModel):
         return query
 
     @classmethod
-    def select(cls: type[T], *names: str) -> Query[T]:
-        return Query(cls).select(*names)
+    def select(cls: type[T], *names: str, **computed: Any) -> Query[T]:
+        return Query(cls).select(*names, **computed)
+
+    @classmethod
+    def annotate(cls: type[T], **computed: Any) -> Query[T]:
+        return Query(cls).annotate(**computed)
+
+    @classmethod
+    def group_by(cls: type[T], *keys: Any) -> Query[T]:
+        return Query(cls).group_by(*keys)
 
     @classmethod
     def limit(cls: type[T], count: int) -> Query[T]:

@@ -20,10 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.sql.util import find_tables
 
-from . import aio, fastpath, registry, routing
+from . import aio, fastpath, grouping, registry, routing
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .explain import explain as explain_plan
-from .grouping import aggregate as aggregate_of
 from .meta import ModelMeta
 from .mixins import utc_now
 from .relation import eager_load, relations_of
@@ -99,7 +98,7 @@ class Query(Generic[M]):
     """
 
     __slots__ = ("model", "_meta", "_using", "_wheres", "_args", "_exprs", "_order", "_limit",
-                 "_offset", "_select", "_scope", "_with", "_joins", "_lock", "_uncached")
+                 "_offset", "_select", "_scope", "_with", "_joins", "_lock", "_uncached", "_extra")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
@@ -117,6 +116,7 @@ class Query(Generic[M]):
         self._joins: tuple[str, ...] = ()
         self._lock = False
         self._uncached = False
+        self._extra: Any = None     # computed columns, GROUP BY, HAVING (grouping.py)
 
     def _copy(self) -> Query[M]:
         # spelled out, and the caller sets what changes: this runs for every step of every chain
@@ -136,6 +136,7 @@ class Query(Generic[M]):
         new._joins = self._joins
         new._lock = self._lock
         new._uncached = self._uncached
+        new._extra = self._extra
         return new
 
     # -- building -----------------------------------------------------------
@@ -235,13 +236,38 @@ class Query(Generic[M]):
         new._offset = count if type(count) is int and count >= 0 else _non_negative("offset", count)
         return new
 
-    def select(self, *names: str) -> Query[M]:
-        """Load only these columns; the records are partial."""
+    def select(self, *names: str, **computed: Any) -> Query[M]:
+        """Load only these columns (the records are partial), and ``name=expression`` values."""
         for name in names:
             self._meta.column(name)
         new = self._copy()
-        new._select = tuple(dict.fromkeys(names)) or None
+        # computed values alone: only they are selected
+        new._select = tuple(dict.fromkeys(names)) or (() if computed else None)
+        if computed:
+            grouping.computed(new, computed)
         return new
+
+    def annotate(self, **computed: Any) -> Query[M]:
+        """Load ``name=expression`` values beside the columns, readable on each record."""
+        new = self._copy()
+        grouping.computed(new, computed)
+        return new
+
+    def group_by(self, *keys: Any) -> Query[M]:
+        """GROUP BY column names or expressions; read the groups with ``rows()``."""
+        new = self._copy()
+        grouping.group_by(new, keys)
+        return new
+
+    def having(self, *conditions: Any) -> Query[M]:
+        """Keep only the groups where these expressions hold."""
+        new = self._copy()
+        grouping.having(new, conditions)
+        return new
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows as dicts by name: the selected columns, then the computed values."""
+        return grouping.rows(self)
 
     def using(self, name: str) -> Query[M]:
         """Run this query on the connection ``name``."""
@@ -379,7 +405,7 @@ class Query(Generic[M]):
         limit, offset = self._limit, self._offset
         # the parameter names are part of the conditions: equal shapes, equal statements
         stmt = self._cached((self._select, self._wheres, self._order, limit is None,
-                             offset is None, self._scope, self._joins, self._lock),
+                             offset is None, self._scope, self._joins, self._lock, self._extra),
                             self._build_select)
         params = self._params()
         if limit is not None:
@@ -398,6 +424,8 @@ class Query(Generic[M]):
             stmt = stmt.offset(sa.bindparam("_ar_offset", type_=sa.Integer))
         if self._lock:
             stmt = stmt.with_for_update()
+        if self._extra is not None:
+            stmt = grouping.extend(self, stmt)
         return stmt
 
     def _from_clause(self) -> Any:
@@ -417,7 +445,7 @@ class Query(Generic[M]):
         for join in self._joins:
             target = relations_of(self.model)[join].target
             others.append((target.__name__, routing.connection_name_for(target)))
-        for item in (*self._wheres, *self._order, *extra):
+        for item in (*self._wheres, *self._order, *grouping.items(self._extra), *extra):
             if item[0] in ("expr", "shaped"):
                 for model in self._models_named_by(item):
                     others.append((model.__name__, routing.connection_name_for(model)))
@@ -470,10 +498,13 @@ class Query(Generic[M]):
 
     def all(self) -> list[M]:
         """Every matching record (and the relations asked for with ``with_``)."""
-        stmt, params = self._select_stmt()
         model = self.model
-        names = self._select or self._meta.names
-        records: list[M] = self._read(fastpath.fetch_records, stmt, params, model, names)[0]
+        if self._extra is not None:     # computed values beside the columns
+            records: list[M] = grouping.records(self)
+        else:
+            stmt, params = self._select_stmt()
+            names = self._select or self._meta.names
+            records = self._read(fastpath.fetch_records, stmt, params, model, names)[0]
         if self._with:
             eager_load(model, records, self._with)
         return records
@@ -555,9 +586,11 @@ class Query(Generic[M]):
         rows; ``distinct``: over its distinct values."""
         if name is not None:
             self._meta.column(name)
-        paged = self._limit is not None or self._offset is not None
+        # grouped: over the groups, as over a page
+        paged = self._limit is not None or self._offset is not None or grouping.is_grouped(self)
         # the shape of a plain SELECT of this query, then what is computed over it
-        shape = ("aggregate", function, name, distinct, paged, self._select, self._wheres,
+        shape = ("aggregate", function, name, distinct, paged, self._extra, self._select,
+                 self._wheres,
                  self._order if paged else (), self._limit is None, self._offset is None,
                  self._scope, self._joins, self._lock)
 
@@ -567,6 +600,9 @@ class Query(Generic[M]):
                 source: Any = self._build_select().subquery()
             else:
                 source = self._meta.table
+            if name is not None and name not in source.c:
+                raise QueryError(f"{function}({name!r}) of a page or groups needs {name!r} "
+                                 f"among the selected columns")
             column = None if name is None else source.c[name]
             stmt = sa.select(compute() if column is None
                              else compute(column.distinct() if distinct else column))
@@ -592,7 +628,7 @@ class Query(Generic[M]):
 
     def aggregate(self, **named: Any) -> dict[str, Any]:
         """Several aggregate expressions in one query: ``aggregate(n=sa.func.count(), ...)``."""
-        return aggregate_of(self, named)
+        return grouping.aggregate(self, named)
 
     def exists(self) -> bool:
         return self.limit(1).pluck(*self._columns()[0][:1]) != []
@@ -624,7 +660,12 @@ class Query(Generic[M]):
 
     def _rows(self, names: Sequence[str]) -> list[Sequence[Any]]:
         """The rows of these columns, as the driver (or SQLAlchemy) gives them, converted."""
-        stmt, params = self.select(*names)._select_stmt()
+        query = self.select(*names)
+        if query._extra is not None:
+            if grouping.is_grouped(query):
+                raise QueryError("pluck() of a grouped query: read the groups with rows()")
+            query._extra = None      # the computed values are not asked for
+        stmt, params = query._select_stmt()
         return self._read(lambda c, _: fastpath.fetch_all(c, stmt, params))[0]  # type: ignore[no-any-return]
 
     # -- writing ------------------------------------------------------------
@@ -632,10 +673,10 @@ class Query(Generic[M]):
     def _write_stmt(self, action: str, build: Callable[[list[Any]], Any],
                     *shape: Any) -> Any:
         """This query's UPDATE or DELETE from ``build(where_clauses)``, reused across equal shapes."""
-        if self._limit is not None or self._offset is not None or self._order or self._joins:
-            raise QueryError(
-                f"{action}() applies to every matching row; remove limit/offset/order/join"
-            )
+        if (self._limit is not None or self._offset is not None or self._order or self._joins
+                or self._extra is not None):
+            raise QueryError(f"{action}() applies to every matching row; remove "
+                             f"limit/offset/order/join/group_by and computed columns")
         self._require_condition(action)
         # SELECT keys start with a tuple or None, so the two kinds never meet
         return self._cached((action, self._wheres, self._scope, *shape),
@@ -761,6 +802,9 @@ class Query(Generic[M]):
 
     async def aaggregate(self, **named: Any) -> dict[str, Any]:
         return await aio.run(self.aggregate, **named)
+
+    async def arows(self) -> list[dict[str, Any]]:
+        return await aio.run(self.rows)
 
     async def aexists(self) -> bool:
         return await aio.run(self.exists)

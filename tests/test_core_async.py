@@ -19,6 +19,8 @@ def test_counts_aggregates_plans_and_savepoints_awaited(adb: AsyncBackend) -> No
         assert totals == {"n": 3, "top": 41}
         assert await AUser.where(age=30).aaggregate(n=sa.func.count()) == {"n": 2}
         assert "async_users" in await AUser.where(age=30).aexplain()
+        assert await AUser.select("age", n=sa.func.count()).group_by("age").order_by(
+            "age").arows() == [{"age": 30, "n": 2}, {"age": 41, "n": 1}]
         async with AUser.atransaction() as tx:
             await AUser.acreate(name="dee")
             assert await tx.asavepoint("mark") == "mark"
