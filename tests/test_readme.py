@@ -33,7 +33,7 @@ def test_example_runs_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
     """As a reader runs it: twice in the same directory, the second time on the files the
     first left, with the same output."""
-    (code,) = [code for language, code in BLOCKS if language == "python"]
+    code = [code for language, code in BLOCKS if language == "python"][0]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(registry, "_metadata", {})
     outputs = []
@@ -75,3 +75,22 @@ def test_local_links_resolve() -> None:
     assert "docs/queries.md" in targets
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, f"README.md links to missing files: {missing}"
+
+
+def test_async_twin_of_the_example_runs_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The quick example's async twin (docs/async.md), on aiosqlite, twice in one directory."""
+    pytest.importorskip("aiosqlite", reason="the async extra (pip install -e '.[async]')")
+    (code,) = [code for language, code in BLOCKS if language == "python" and "asyncio.run" in code]
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for _ in range(2):
+        monkeypatch.setattr(registry, "_metadata", {})
+        ConnectionManager.reset()
+        try:
+            exec(compile(code, str(ROOT / "README.md"), "exec", dont_inherit=True),
+                 {"__name__": "readme_async"})
+        finally:
+            ConnectionManager.reset()
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0].splitlines() == ["['ann@example.org']", "2"] and outputs[1] == outputs[0]
