@@ -17,13 +17,13 @@ import sqlalchemy as sa
 
 from rhosocial_ar import (
     ActiveRecord,
-    PoolExhausted,
     BelongsTo,
     ConnectionManager,
     ConnectionModeError,
     Field,
     HasMany,
     IntegerPKMixin,
+    PoolExhausted,
     RecordNotFound,
     Transaction,
     get_connection,
@@ -440,3 +440,25 @@ def test_pool_exhaustion_is_the_same_error_as_sync(adb: AsyncBackend) -> None:
         assert await AUser.acount() == 1
 
     arun(adb, main, pool_size=1, max_overflow=0, pool_timeout=0.3)
+
+
+def test_the_bridges_internals_are_there() -> None:
+    """What fastpath/bridge.py relies on exists in the installed SQLAlchemy and aiosqlite."""
+    from rhosocial_ar.fastpath import bridge
+
+    assert bridge.check() == []
+
+
+def test_the_public_fallback_runs_the_same_code(adb: AsyncBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without SQLAlchemy's greenlet_spawn, AsyncSession.run_sync does the bridging."""
+    from rhosocial_ar.fastpath import bridge
+
+    monkeypatch.setattr(bridge, "_greenlet_spawn", None)
+    assert bridge.check() == ["sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)"]
+
+    async def main() -> None:
+        async with AUser.atransaction():
+            await AUser.acreate(name="ann")
+        assert await AUser.apluck("name") == ["ann"]
+
+    arun(adb, main)

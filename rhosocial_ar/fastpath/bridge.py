@@ -30,6 +30,7 @@ __all__ = ["check", "sqlite_collation", "spawn"]
 log = logging.getLogger("rhosocial_ar")
 R = TypeVar("R")
 
+_greenlet_spawn: Callable[..., Any] | None
 try:
     from sqlalchemy.util import greenlet_spawn as _greenlet_spawn
 except ImportError:    # moved or gone: the public path below
@@ -71,7 +72,7 @@ def sqlite_collation(dbapi_connection: Any, name: str, compare: Callable[[str, s
 
 def check() -> list[str]:
     """What is missing of the names above, as readable problems ([] when all are there)."""
-    problems = []
+    problems: list[str] = []
     if _greenlet_spawn is None:
         problems.append("sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)")
     try:
