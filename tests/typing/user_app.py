@@ -7,6 +7,7 @@ an ignore that is not needed).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -117,6 +118,33 @@ def routing() -> None:
         assert_type(User.count(), int)
 
 
+async def awaited() -> None:
+    """The awaitable twins are typed as their sync forms (docs/async.md)."""
+    cy = await User.acreate(name="cy", email="cy@example.com")
+    assert_type(cy, User)
+    assert_type(await User.afind(cy.id), User)
+    assert_type(await User.afind_by(name="cy"), User | None)
+    assert_type(await User.where(name="cy").order_by("-id").aall(), list[User])
+    assert_type(await User.where(name="cy").afirst(), User | None)
+    assert_type(await User.acount(), int)
+    async for batch in User.where(name="cy").abatch(10):
+        assert_type(batch, list[User])
+    async with User.atransaction() as tx:
+        assert_type(tx, Transaction)
+        assert_type(await cy.asave(), int)
+    assert_type(await cy.posts.aload(), list[Post])
+    assert_type(await cy.arefresh(), User)
+    await cy.adelete()
+
+
+async def run_awaited() -> None:
+    ConnectionManager.configure("default", {"url": "sqlite+aiosqlite:///user_app.db"})
+    try:
+        await awaited()
+    finally:
+        await ConnectionManager.areset()
+
+
 def rows() -> Iterator[str]:
     for user in User.where("name LIKE ?", "%a%"):
         yield user.email
@@ -130,6 +158,7 @@ def main() -> None:
     transactions()
     routing()
     assert list(rows()) == ["ann@example.com", "ann@example.com"]
+    asyncio.run(run_awaited())
 
 
 if __name__ == "__main__":
