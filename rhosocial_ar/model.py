@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 
-from . import aio, bulk, fastpath, registry, routing
+from . import aio, bulk, fastpath, registry, routing, statements
 from .errors import ConfigurationError, QueryError, RecordNotFound, StaleObjectError
 from .fastpath import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
@@ -329,6 +329,12 @@ class ActiveRecord(BaseModel):
 
         (keys, rows), origin = routing.read(cls, None, fetch)
         return cls._ar_load_many(keys, rows, origin)
+
+    @classmethod
+    def from_statement(cls: type[T], statement: Any) -> list[T]:
+        """Records from a Core SELECT (a CTE, window functions, a union), checked against the
+        model's columns; other labelled columns are readable on each record."""
+        return statements.from_statement(cls, statement)
 
     @classmethod
     def create(cls: type[T], **values: Any) -> T:
@@ -737,6 +743,10 @@ class ActiveRecord(BaseModel):
     @classmethod
     async def araw_query(cls: type[T], sql: str, params: Any = None) -> list[T]:
         return await aio.run(cls.raw_query, sql, params)
+
+    @classmethod
+    async def afrom_statement(cls: type[T], statement: Any) -> list[T]:
+        return await aio.run(cls.from_statement, statement)
 
     @classmethod
     async def acreate(cls: type[T], **values: Any) -> T:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.sql.util import find_tables
 
-from . import aio, fastpath, grouping, registry, routing
+from . import aio, fastpath, grouping, registry, routing, statements
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .explain import explain as explain_plan
 from .meta import ModelMeta
@@ -482,6 +482,32 @@ class Query(Generic[M]):
         stmt, _ = self._select_stmt()
         dialect = routing.resolve(self.model, self._using).dialect
         return str(stmt.compile(dialect=dialect))
+
+    # -- Core in, records out (statements.py) --------------------------------
+
+    @property
+    def statement(self) -> sa.Select[Any]:
+        """This query's Core ``Select``, its values bound: for use in your own Core statements."""
+        return statements.bound_statement(self)  # type: ignore[no-any-return]
+
+    def subquery(self, name: str | None = None) -> sa.Subquery:
+        return self.statement.subquery(name)
+
+    def cte(self, name: str | None = None) -> sa.CTE:
+        return self.statement.cte(name)
+
+    def union(self, *others: Query[M]) -> statements.Compound[M]:
+        """UNION with other queries of this model on this connection; ``all()`` loads records."""
+        return statements.combine(self, others, "union")
+
+    def union_all(self, *others: Query[M]) -> statements.Compound[M]:
+        return statements.combine(self, others, "union_all")
+
+    def intersect(self, *others: Query[M]) -> statements.Compound[M]:
+        return statements.combine(self, others, "intersect")
+
+    def except_(self, *others: Query[M]) -> statements.Compound[M]:
+        return statements.combine(self, others, "except_")
 
     def explain(self) -> str:
         """The database's plan for this query's SELECT, as text (its values bound)."""

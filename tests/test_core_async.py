@@ -21,6 +21,10 @@ def test_counts_aggregates_plans_and_savepoints_awaited(adb: AsyncBackend) -> No
         assert "async_users" in await AUser.where(age=30).aexplain()
         assert await AUser.select("age", n=sa.func.count()).group_by("age").order_by(
             "age").arows() == [{"age": 30, "n": 2}, {"age": 41, "n": 1}]
+        found = await AUser.afrom_statement(sa.select(AUser.__table__).where(AUser.c.age > 40))
+        assert [u.name for u in found] == ["cyd"]
+        assert [u.name for u in await AUser.where(age=41).union(AUser.where(name="ann"))
+                .order_by("name").aall()] == ["ann", "cyd"]
         async with AUser.atransaction() as tx:
             await AUser.acreate(name="dee")
             assert await tx.asavepoint("mark") == "mark"
