@@ -25,6 +25,9 @@ __all__ = ["Check", "column_checks", "fit_value"]
 # a value -> what is wrong with it (None: it fits)
 Check = Callable[[Any], str | None]
 
+# tuples, not unions: a check runs for every value written
+_TEXTS = (str, bytes)
+_NUMBERS = (int, decimal.Decimal)
 _INTEGER_BITS = ((sa.BigInteger, 64), (sa.SmallInteger, 16), (sa.Integer, 32))
 # enough digits for any NUMERIC the backends accept (PostgreSQL: 1000)
 _EXACT = decimal.Context(prec=2000, traps=[decimal.InvalidOperation])
@@ -86,7 +89,7 @@ def _length(type_: Any) -> Check | None:
     label = type(type_).__name__.upper()
 
     def check(value: Any) -> str | None:
-        if isinstance(value, str | bytes) and len(value) > limit:
+        if isinstance(value, _TEXTS) and len(value) > limit:
             return f"is {len(value)} {kind} long; {label}({limit}) holds {limit}"
         return None
 
@@ -121,7 +124,7 @@ def _numeric(type_: sa.Numeric[Any]) -> Check | None:
     label = f"NUMERIC({precision}, {places})"
 
     def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | decimal.Decimal):
+        if isinstance(value, bool) or not isinstance(value, _NUMBERS):
             return None
         number = decimal.Decimal(value)
         if not number.is_finite():

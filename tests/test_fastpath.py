@@ -408,3 +408,34 @@ def test_model_columns_leave_building_to_sqlalchemy_when_the_fence_is_off(
     assert str(expr) == "fence_measured.n > :n_1" and expr.right.value == 3
     assert str(Measured.c.n + 1) == "fence_measured.n + :n_1"
     assert str(Measured.c.n.between(1, 2)) == "fence_measured.n BETWEEN :n_1 AND :n_2"
+
+
+def test_parameters_are_copied_only_while_copies_equal_what_sqlalchemy_builds(
+        monkeypatch, fresh_verdict):
+    from rhosocial_ar.fastpath import expressions
+
+    assert internals.usable() and expressions._copying      # the installed versions: copied
+    copied = Measured.c.n > 3
+    # a release whose parameters carry an attribute the copy would leave out
+    monkeypatch.setattr(expressions, "_BIND_OWN", expressions._BIND_OWN | {"callable"})
+    internals.reset()
+    assert internals.usable() and not expressions._copying   # constructors, still fast
+    built = Measured.c.n > 3
+    assert "callable" in vars(built.right) and str(built) == str(copied)
+    # a release without the anonymous name's class: constructors too
+    monkeypatch.undo()
+    monkeypatch.setattr(expressions, "_anonymous_label", None)
+    internals.reset()
+    assert internals.usable() and not expressions._copying
+    assert str(Measured.c.n.between(1, 2)) == "fence_measured.n BETWEEN :n_1 AND :n_2"
+
+
+def test_copied_parameters_of_one_column_keep_their_own_values(db):
+    make_tables(Measured)
+    Measured.bulk_insert([{"n": n, "label": f"l{n}"} for n in range(10)])
+    c = Measured.c
+    both = Measured.where((c.n > 2) & (c.n < 6) & ~(c.n == 4)).order_by("n")
+    assert both.pluck("n") == [3, 5]
+    assert Measured.where(c.n.between(2, 7), c.n.between(5, 9)).count() == 3
+    assert Measured.where(c.n.between(5, 9)).update(n=c.n + 100) == 5
+    assert Measured.where(c.n >= 100).order_by("n").pluck("n") == [105, 106, 107, 108, 109]

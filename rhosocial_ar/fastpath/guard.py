@@ -32,11 +32,14 @@ SAFE_OPTIONS = frozenset({
 })
 
 _switched_off: weakref.WeakSet[Any] = weakref.WeakSet()
+_any_switched_off = False     # asked on every statement: cheaper than the set's length
 
 
 def switch_off(engine: sa.Engine) -> None:
     """Every statement on this engine goes through ``Connection.execute`` (config ``fast_path: False``)."""
+    global _any_switched_off
     _switched_off.add(engine)
+    _any_switched_off = True
 
 
 def watched(sa_conn: sa.Connection) -> bool:
@@ -56,7 +59,7 @@ def watched(sa_conn: sa.Connection) -> bool:
         return True
     if engine.pool.dispatch.checkout:
         return True
-    return bool(_switched_off) and engine in _switched_off
+    return _any_switched_off and engine in _switched_off
 
 
 _CONNECTION_EVENTS = tuple(name for name in dir(ConnectionEvents)

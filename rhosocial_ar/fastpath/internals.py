@@ -59,6 +59,7 @@ from pydantic import BaseModel
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import operators
 
+from . import expressions
 from .expressions import build_arithmetic, build_between, build_comparison
 
 __all__ = ["check", "disabled_reason", "reset", "unprepared", "usable"]
@@ -238,6 +239,18 @@ def _cache_key() -> str | None:
 
 
 def _direct_expressions() -> str | None:
+    # copying attributes first; if that differs, the constructors; if those differ, SQLAlchemy
+    expressions.copying(True)
+    if _built_as_sqlalchemy_builds() is None:
+        return None
+    expressions.copying(False)
+    found = _built_as_sqlalchemy_builds()
+    if found is None:
+        log.debug("rhosocial_ar: expressions built through their constructors (%s)", found)
+    return found
+
+
+def _built_as_sqlalchemy_builds() -> str | None:
     table = sa.Table("probe", sa.MetaData(), sa.Column("n", sa.Integer), sa.Column("s", sa.String(9)))
     n, s = table.c.n, table.c.s
     pairs = [(n > 5, build_comparison(n, 5, operators.gt, operators.le)),
@@ -254,7 +267,30 @@ def _direct_expressions() -> str | None:
                     or a.modifiers != b.modifiers \
                     or getattr(a.right, "group", None) is not getattr(b.right, "group", None):
                 return f"{a} built directly is not what SQLAlchemy builds"
+        if _attributes(standard) != _attributes(direct):
+            return f"{standard} built directly has other attributes than SQLAlchemy's"
+    both = sa.and_(build_comparison(n, 1, operators.gt, operators.le),
+                   build_comparison(n, 2, operators.lt, operators.ge))
+    if both.compile().params != {"n_1": 1, "n_2": 2}:
+        return "two parameters built directly share one name"
+    made, copied = sa.bindparam("n", 1, type_=n.type, unique=True), both.clauses[0].right
+    if type(made.key) is not type(copied.key) or made.key.quote != copied.key.quote \
+            or made.key.replace(str(id(made)), "") != copied.key.replace(str(id(copied)), ""):
+        return f"a parameter built directly is named {copied.key!r}, not like {made.key!r}"
     return None
+
+
+def _attributes(expr: Any) -> list[tuple[str, Any]]:
+    """An expression's and its parameters' attributes, but for what each one's identity sets."""
+    own = {"key", "_anon_map_key", "_identifying_key", "_orig", "left", "right", "_memoized_keys"}
+    found = []
+    for element in (expr, expr.right, *getattr(expr.right, "clauses", ())):
+        if isinstance(element, (sa.BindParameter, sa.BinaryExpression)):
+            memoized = vars(element).get("_memoized_keys", ())   # computed when first asked
+            found += sorted((name, type(element).__name__ + repr(value))
+                            for name, value in vars(element).items()
+                            if name not in own and name not in memoized)
+    return found
 
 
 def _connection() -> str | None:
