@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from .errors import ConfigurationError, ConnectionModeError
 from .fastpath import bridge
 
-__all__ = ["create_engine", "engine_of", "iterate", "run"]
+__all__ = ["check", "checked_engine", "create_engine", "engine_of", "in_bridge", "iterate", "run"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -113,31 +113,31 @@ def _wrong_way(name: str, is_async: bool, frame: FrameType | None) -> str:
             if has_twin:
                 found = (code.co_name, target)
         frame = frame.f_back
-    kind = "async" if is_async else "sync"
     if found is None:
-        right = ("the awaitable a-prefixed form (await User.afind(...)), "
-                 "or async with for a transaction" if is_async else "the sync form, without await")
-        return f"connection {name!r} is {kind}: use {right} (docs/async.md)"
+        right = ("the awaitable a-prefixed form (await User.afind(...)), or async with for a "
+                 "transaction" if is_async else "the sync form, without await")
+        return f"connection {name!r} is {'async' if is_async else 'sync'}: use {right} (docs/async.md)"
     op, target = found
-    owner = (target.__name__ if isinstance(target, type)
-             else type(target).__name__.lower() if not _is_accessor(target) else _accessor_text(target))
-    if not is_async:
-        return f"connection {name!r} is sync: call {owner}.{op}(...) without await (docs/async.md)"
-    if op == "__call__":
+    if op == "__call__":            # a relation's accessor: user.posts()
+        owner = f"{type(target.record).__name__.lower()}.{target.relation.name}"
+        if not is_async:
+            return f"connection {name!r} is sync: call {owner}() without await (docs/async.md)"
         return (f"{owner} is not loaded and connection {name!r} is async: eager-load it with "
                 f"with_('{target.relation.name}'), or await {owner}.aload() (docs/async.md)")
-    if op == "__enter__":
-        return (f"connection {name!r} is async: use async with {type(target).__name__}(...) "
+    if op == "__enter__":           # a Transaction block
+        block = type(target).__name__
+        if not is_async:
+            return f"connection {name!r} is sync: use with {block}(...), not async with (docs/async.md)"
+        return (f"connection {name!r} is async: use async with {block}(...) "
                 f"or async with Model.atransaction() (docs/async.md)")
+    owner = target.__name__ if isinstance(target, type) else type(target).__name__.lower()
+    if not is_async:
+        return f"connection {name!r} is sync: call {owner}.{op}(...) without await (docs/async.md)"
     return f"connection {name!r} is async: use await {owner}.a{op}(...) (docs/async.md)"
 
 
 def _is_accessor(target: Any) -> bool:
     return hasattr(target, "relation") and hasattr(target, "record") and hasattr(target, "aload")
-
-
-def _accessor_text(accessor: Any) -> str:
-    return f"{type(accessor.record).__name__.lower()}.{accessor.relation.name}"
 
 
 def checked_engine(connection: Any) -> Engine:

@@ -304,6 +304,17 @@ def test_the_wrong_way_names_the_right_call(adb: AsyncBackend) -> None:
                 await AUser.acount()
             AUser.create_table()
             assert AUser.count() == 0
+            with APost.using_connection("plain"):
+                APost.create_table()
+                bob = AUser.create(name="bob")
+                with pytest.raises(ConnectionModeError, match=r"connection 'plain' is sync: "
+                                                               r"call auser\.posts\(\) without await"):
+                    await bob.posts.aload()
+                assert bob.posts() == []
+        with pytest.raises(ConnectionModeError, match=r"connection 'plain' is sync: "
+                                                       r"use with Transaction\(\.\.\.\), not async with"):
+            async with Transaction(get_connection("plain")):
+                pass
         assert await AUser.acount() == 1       # nothing was left open on either
 
     arun(adb, main)
