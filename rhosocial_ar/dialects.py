@@ -249,6 +249,15 @@ def supports_savepoints(dialect: Dialect) -> bool:
     return dialect.name in ("sqlite", "postgresql", "mysql", "mariadb")
 
 
+def typed_value(dialect: Dialect, bind: Any, column_type: Any) -> Any:
+    """A bound value as one branch of a CASE that is assigned to a column of ``column_type``.
+
+    PostgreSQL gives a CASE of untyped parameters the type text, which it will
+    not assign to a JSON, enum or date column: there the value is cast.
+    """
+    return sa.cast(bind, column_type) if dialect.name == "postgresql" else bind
+
+
 def explain_prefix(dialect: Dialect) -> str:
     """What turns a SELECT into a request for its plan (SQLite's plain EXPLAIN gives bytecode)."""
     return "EXPLAIN QUERY PLAN " if dialect.name == "sqlite" else "EXPLAIN "

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 
-from . import aio, bulk, fastpath, registry, routing, statements
+from . import aio, bulk, bulk_records, fastpath, registry, routing, statements
 from .errors import ConfigurationError, QueryError, RecordNotFound, StaleObjectError
 from .fastpath import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
@@ -404,6 +404,17 @@ class ActiveRecord(BaseModel):
         """Upsert many rows, one ``INSERT ... ON CONFLICT`` statement per batch."""
         return bulk.upsert_many(cls, rows, conflict_keys, batch_size, update_columns)
 
+    @classmethod
+    def bulk_update(cls: type[T], records: Iterable[T], fields: Sequence[str],
+                    batch_size: int = 1000) -> int:
+        """Write ``fields`` of loaded records, one UPDATE per batch, in one transaction."""
+        return bulk_records.bulk_update(cls, records, fields, batch_size)
+
+    @classmethod
+    def bulk_delete(cls: type[T], records: Iterable[T], batch_size: int = 1000) -> int:
+        """Delete loaded records (soft-delete models mark them), one statement per batch."""
+        return bulk_records.bulk_delete(cls, records, batch_size)
+
     # -- records --------------------------------------------------------------
 
     @property
@@ -780,6 +791,15 @@ class ActiveRecord(BaseModel):
                                      update_columns: Sequence[str] | None = None) -> int:
         return await aio.run(cls.bulk_insert_or_update, rows, conflict_keys, batch_size,
                              update_columns)
+
+    @classmethod
+    async def abulk_update(cls: type[T], records: Iterable[T], fields: Sequence[str],
+                           batch_size: int = 1000) -> int:
+        return await aio.run(cls.bulk_update, records, fields, batch_size)
+
+    @classmethod
+    async def abulk_delete(cls: type[T], records: Iterable[T], batch_size: int = 1000) -> int:
+        return await aio.run(cls.bulk_delete, records, batch_size)
 
     async def asave(self) -> int:
         return await aio.run(self.save)

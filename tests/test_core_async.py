@@ -34,5 +34,11 @@ def test_counts_aggregates_plans_and_savepoints_awaited(adb: AsyncBackend) -> No
                 await tx.arelease("nope")
             await tx.arelease("mark")
         assert await AUser.order_by("id").apluck("name") == ["ann", "bob", "cyd", "dee"]
+        users = await AUser.where(age=30).aall()
+        for user in users:
+            user.age = 31
+        assert await AUser.abulk_update(users, ["age"]) == 2
+        assert await AUser.abulk_delete(users) == 2
+        assert await AUser.order_by("id").apluck("name") == ["cyd", "dee"]
 
     arun(adb, main)
