@@ -27,6 +27,7 @@ from rhosocial_ar import (
     RecordNotFound,
     Transaction,
     get_connection,
+    request_scope,
 )
 from tests.conftest import BACKENDS, SERVER_URLS, _missing, _wipe, require_backend
 
@@ -471,5 +472,59 @@ def test_the_public_fallback_runs_the_same_code(adb: AsyncBackend, monkeypatch: 
         async with AUser.atransaction():
             await AUser.acreate(name="ann")
         assert await AUser.apluck("name") == ["ann"]
+
+    arun(adb, main)
+
+
+def test_per_task_blocks_and_a_request_scope(adb: AsyncBackend) -> None:
+    """Blocks are per task as in sync code per thread; in a request scope, tasks see the request's."""
+    async def count_ann() -> int:
+        return await AUser.where("name LIKE ?", "ann%").acount()
+
+    async def routed_elsewhere(entered: asyncio.Event, done: asyncio.Event) -> None:
+        with AUser.using_connection("secondary"):
+            entered.set()
+            await done.wait()
+
+    async def main() -> None:
+        with AUser.using_connection("secondary"):
+            await AUser.adrop_table()
+            await AUser.acreate_table()
+        entered, done = asyncio.Event(), asyncio.Event()
+        other = asyncio.create_task(routed_elsewhere(entered, done))
+        await entered.wait()
+        await AUser.acreate(name="ann")          # this task's routing is its own: 'default'
+        done.set()
+        await other
+        with AUser.using_connection("secondary"):
+            assert await AUser.acount() == 0
+        with request_scope():
+            async with AUser.atransaction():
+                await AUser.acreate(name="ann2")
+                # a task the request starts sees the request's open transaction (uncommitted row)
+                assert await asyncio.create_task(count_ann()) == 2
+            async with AUser.atransaction():
+                await asyncio.create_task(AUser.acreate(name="bob"))
+        assert await AUser.order_by("id").apluck("name") == ["ann", "ann2", "bob"]
+
+    arun(adb, main)
+
+
+def test_a_block_closed_in_another_task_is_rolled_back_with_context_not_shared(adb: AsyncBackend) -> None:
+    """As in sync code with another thread: the block's work is not committed."""
+    from rhosocial_ar import ContextNotShared
+
+    async def main() -> None:
+        tx = Transaction(get_connection())
+
+        async def enter() -> None:
+            await tx.__aenter__()
+            await AUser.acreate(name="lost")
+
+        await asyncio.create_task(enter())
+        with pytest.raises(ContextNotShared):
+            await tx.__aexit__(None, None, None)
+        assert await AUser.acount() == 0
+        assert checked_out()["default"] == 0
 
     arun(adb, main)
