@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
@@ -528,3 +530,20 @@ def test_a_block_closed_in_another_task_is_rolled_back_with_context_not_shared(a
         assert checked_out()["default"] == 0
 
     arun(adb, main)
+
+
+def test_without_greenlet_sync_works_and_an_async_url_says_what_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['greenlet'] = None\n"          # as if it were not installed
+        "from rhosocial_ar import ConfigurationError, ConnectionManager, get_connection\n"
+        "ConnectionManager.configure('default', {'url': 'sqlite://'})\n"
+        "assert get_connection().is_async is False\n"
+        "try:\n"
+        "    ConnectionManager.configure('a', {'url': 'sqlite+aiosqlite://'})\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == ("connection 'a': the async driver 'sqlite+aiosqlite' needs greenlet: "
+                                   "pip install 'rhosocial_ar[async]'"), done.stderr
