@@ -49,6 +49,8 @@ _support: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary
 
 def support_problem(connection: Connection) -> str | None:
     """Why ``connection`` cannot prepare transactions (checked once per engine), or None."""
+    if connection.is_async:
+        return "async connections do not take part in two-phase commit yet (docs/async.md)"
     engine = connection.engine
     if engine not in _support:
         _support[engine] = dialects.two_phase_problem(engine)
