@@ -172,3 +172,23 @@ def records(query: Query[Any]) -> list[Any]:
         object.__setattr__(record, "__pydantic_extra__", dict(zip(extra_names, row[width:],
                                                                    strict=True)))
     return loaded  # type: ignore[no-any-return]
+
+
+def pluck(query: Query[Any], args: tuple[Any, ...]) -> list[Any]:
+    """``pluck()`` given expressions too (a joined table's column): through ``rows()``."""
+    names: list[str] = []
+    computed_: dict[str, Any] = {}
+    keys = []
+    for i, arg in enumerate(args):
+        if isinstance(arg, str):
+            names.append(arg)
+            keys.append(arg)
+        elif isinstance(arg, ColumnElement):
+            computed_[f"pluck{i}"] = arg
+            keys.append(f"pluck{i}")
+        else:
+            raise QueryError(f"pluck() takes column names or expressions, not {arg!r}")
+    found = rows(query.select(*dict.fromkeys(names), **computed_))
+    if len(keys) == 1:
+        return [row[keys[0]] for row in found]
+    return [tuple(row[k] for k in keys) for row in found]

@@ -217,8 +217,12 @@ class ActiveRecord(BaseModel):
         return Query(cls).with_(*paths)
 
     @classmethod
-    def join(cls: type[T], *names: str) -> Query[T]:
-        return Query(cls).join(*names)
+    def join(cls: type[T], *args: Any) -> Query[T]:
+        return Query(cls).join(*args)
+
+    @classmethod
+    def left_join(cls: type[T], *args: Any) -> Query[T]:
+        return Query(cls).left_join(*args)
 
     @classmethod
     def all_rows(cls: type[T]) -> Query[T]:
@@ -258,7 +262,7 @@ class ActiveRecord(BaseModel):
         return Query(cls).exists()
 
     @classmethod
-    def pluck(cls, *names: str) -> list[Any]:
+    def pluck(cls, *names: Any) -> list[Any]:
         return Query(cls).pluck(*names)
 
     @classmethod
@@ -720,7 +724,7 @@ class ActiveRecord(BaseModel):
         return await aio.run(cls.exists)
 
     @classmethod
-    async def apluck(cls, *names: str) -> list[Any]:
+    async def apluck(cls, *names: Any) -> list[Any]:
         return await aio.run(cls.pluck, *names)
 
     @classmethod

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.sql.util import find_tables
 
-from . import aio, fastpath, grouping, registry, routing, statements
+from . import aio, fastpath, grouping, joins, registry, routing, statements
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .explain import explain as explain_plan
 from .meta import ModelMeta
@@ -113,7 +113,7 @@ class Query(Generic[M]):
         self._select: tuple[str, ...] | None = None
         self._scope = "live"
         self._with: tuple[Any, ...] = ()     # paths, and (path, condition) pairs
-        self._joins: tuple[str, ...] = ()
+        self._joins: tuple[Any, ...] = ()     # relation names and explicit joins (joins.py)
         self._lock = False
         self._uncached = False
         self._extra: Any = None     # computed columns, GROUP BY, HAVING (grouping.py)
@@ -301,21 +301,21 @@ class Query(Generic[M]):
         new._with = tuple(dict.fromkeys((*self._with, *paths)))
         return new
 
-    def join(self, *names: str) -> Query[M]:
-        """INNER JOIN related tables by relation name, to filter on their columns.
+    def join(self, *args: Any) -> Query[M]:
+        """INNER JOIN related tables by relation name, or ``join(target, on_condition)``
+        for any model, table or alias (joins.py).
 
         Both models must live on the same connection; otherwise the join
         raises ``CrossConnectionError`` (use ``with_()`` to load across).
         """
-        relations = relations_of(self.model)
-        for name in names:
-            if name not in relations:
-                raise QueryError(
-                    f"{self.model.__name__} has no relation {name!r}; "
-                    f"relations: {', '.join(relations) or 'none'}"
-                )
         new = self._copy()
-        new._joins = tuple(dict.fromkeys((*self._joins, *names)))
+        joins.add(new, args, outer=False)
+        return new
+
+    def left_join(self, *args: Any) -> Query[M]:
+        """LEFT OUTER JOIN, by relation name or ``left_join(target, on_condition)``."""
+        new = self._copy()
+        joins.add(new, args, outer=True)
         return new
 
     def for_update(self) -> Query[M]:
@@ -429,23 +429,14 @@ class Query(Generic[M]):
         return stmt
 
     def _from_clause(self) -> Any:
-        table: Any = self._meta.table
-        relations = relations_of(self.model)
-        for name in self._joins:
-            relation = relations[name]
-            owner_key, target_key = relation._keys()
-            target = relation.target.__table__
-            table = table.join(target, self._meta.table.c[owner_key] == target.c[target_key])
-        return table
+        return joins.from_clause(self) if self._joins else self._meta.table
 
     def _check_single_connection(self, name: str,
                                  extra: tuple[tuple[Any, ...], ...] = ()) -> None:
         """One statement cannot reach into another connection's database."""
-        others: list[tuple[str, str]] = []
-        for join in self._joins:
-            target = relations_of(self.model)[join].target
-            others.append((target.__name__, routing.connection_name_for(target)))
-        for item in (*self._wheres, *self._order, *grouping.items(self._extra), *extra):
+        others = joins.connections(self)
+        for item in (*self._wheres, *self._order, *grouping.items(self._extra), *joins.items(self),
+                     *extra):
             if item[0] in ("expr", "shaped"):
                 for model in self._models_named_by(item):
                     others.append((model.__name__, routing.connection_name_for(model)))
@@ -671,10 +662,13 @@ class Query(Generic[M]):
     def max(self, name: str) -> Any:
         return self._aggregate("max", name)
 
-    def pluck(self, *names: str) -> list[Any]:
-        """Values of one column (a list) or several (a list of tuples)."""
+    def pluck(self, *names: Any) -> list[Any]:
+        """Values of one column (a list) or several (a list of tuples); names or expressions."""
         if not names:
             raise QueryError("pluck() needs at least one column name")
+        for name in names:
+            if not isinstance(name, str):   # a joined table's column, an expression
+                return grouping.pluck(self, names)
         rows = self._rows(names)
         if len(names) == 1:
             return [row[0] for row in rows]
@@ -847,7 +841,7 @@ class Query(Generic[M]):
     async def amax(self, name: str) -> Any:
         return await aio.run(self.max, name)
 
-    async def apluck(self, *names: str) -> list[Any]:
+    async def apluck(self, *names: Any) -> list[Any]:
         return await aio.run(self.pluck, *names)
 
     async def adelete(self) -> int:
