@@ -558,3 +558,29 @@ def test_two_phase_is_refused_on_async_connections_for_now(adb: AsyncBackend) ->
             Transaction(get_connection(), two_phase=True)
 
     arun(adb, main)
+
+
+def test_asyncmy_as_well() -> None:
+    """``mysql+asyncmy://`` (not in the extra: aiomysql is) runs the same code."""
+    pytest.importorskip("asyncmy", reason="asyncmy is optional (aiomysql is the extra's MySQL driver)")
+    require_backend("mysql")
+    for url in SERVER_URLS["mysql"]:
+        _wipe(url)
+    urls = tuple(async_url(url, "mysql+asyncmy") for url in SERVER_URLS["mysql"])
+
+    async def main() -> None:
+        await AUser.abulk_insert([{"name": f"u{i}", "age": i} for i in range(5)])
+        async with AUser.atransaction():
+            await AUser.where(AUser.c.age >= 3).aupdate(age=AUser.c.age * 10)
+            with pytest.raises(ZeroDivisionError):
+                async with AUser.atransaction():
+                    await AUser.acreate(name="undone")
+                    1 / 0
+        assert await AUser.order_by("id").apluck("age") == [0, 1, 2, 30, 40]
+        assert (await AUser.afind_by(name="u4")).age == 40   # type: ignore[union-attr]
+
+    ConnectionManager.reset()
+    try:
+        arun(AsyncBackend("mysql", (urls[0], urls[1])), main)
+    finally:
+        ConnectionManager.reset()
