@@ -227,10 +227,12 @@ def upsert(
     if name in ("postgresql", "sqlite"):
         module = postgresql if name == "postgresql" else sqlite
         stmt = module.insert(table).values(list(rows))
+        # the columns, not their keys: a field may name a column otherwise (Field(column=...))
+        target = [table.c[key] for key in conflict_keys]
         if not update:
-            return stmt.on_conflict_do_nothing(index_elements=list(conflict_keys))
+            return stmt.on_conflict_do_nothing(index_elements=target)
         return stmt.on_conflict_do_update(
-            index_elements=list(conflict_keys),
+            index_elements=target,
             set_={**{c: stmt.excluded[c] for c in update}, **bump},
         )
     if name in ("mysql", "mariadb"):

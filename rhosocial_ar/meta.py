@@ -232,7 +232,12 @@ class ModelMeta:
     @cached_property
     def column_types(self) -> dict[str, Any]:
         """Column name -> type, to type the results of raw SQL by name."""
-        return {c.key: c.type for c in self.table.c}
+        return {c.name: c.type for c in self.table.c}
+
+    @cached_property
+    def key_of_name(self) -> dict[str, str]:
+        """Column name in SQL -> field name; they differ for ``Field(column=...)``."""
+        return {c.name: c.key for c in self.table.c}
 
     # -- prebuilt statements ------------------------------------------------
 

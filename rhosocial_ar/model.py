@@ -328,8 +328,10 @@ class ActiveRecord(BaseModel):
 
         def fetch(sa_conn: Any, _: str) -> tuple[list[str], list[tuple[Any, ...]]]:
             result = sa_conn.execute(typed, bound)
-            keys = [k for k in result.keys() if k in meta.name_set]  # noqa: SIM118 (a Result)
-            return keys, [tuple(m[k] for k in keys) for m in result.mappings()]
+            by_name = meta.key_of_name    # the result's columns by SQL name, the fields by key
+            names = [n for n in result.keys() if n in by_name]  # noqa: SIM118 (a Result)
+            return [by_name[n] for n in names], [tuple(m[n] for n in names)
+                                                 for m in result.mappings()]
 
         (keys, rows), origin = routing.read(cls, None, fetch)
         return cls._ar_load_many(keys, rows, origin)

@@ -58,6 +58,7 @@ class ColumnSpec:
     autoincrement: bool | str = "auto"
     sa_type: Any = None
     sa_column_kwargs: dict[str, Any] = field(default_factory=dict)
+    column: str | None = None      # the column's name in the database, when not the field's
 
     def __hash__(self) -> int:  # metadata objects must be hashable for pydantic
         return id(self)
@@ -74,9 +75,13 @@ def Field(  # noqa: N802 - mirrors pydantic.Field
     autoincrement: bool | str = "auto",
     sa_type: Any = None,
     sa_column_kwargs: dict[str, Any] | None = None,
+    column: str | None = None,
     **pydantic_kwargs: Any,
 ) -> Any:
-    """pydantic's ``Field`` with the column options of the model's table."""
+    """pydantic's ``Field`` with the column options of the model's table.
+
+    ``column='email_address'``: the column's name in SQL when it is not the field's.
+    """
     info: FieldInfo = PydanticField(default, **pydantic_kwargs)
     info.metadata.append(
         ColumnSpec(
@@ -88,6 +93,7 @@ def Field(  # noqa: N802 - mirrors pydantic.Field
             autoincrement=autoincrement,
             sa_type=sa_type,
             sa_column_kwargs=dict(sa_column_kwargs or {}),
+            column=column,
         )
     )
     return info
@@ -209,7 +215,8 @@ def column_for(name: str, annotation: Any, info: FieldInfo) -> sa.Column[Any]:
     spec = _spec(info)
     _, optional = _unwrap_optional(annotation)
     column_type = spec.sa_type if spec.sa_type is not None else sa_type_for(name, annotation, info)
-    args: list[Any] = [name, column_type]
+    # the Column's key is the field's name: the library and Python use it, SQL the column's name
+    args: list[Any] = [spec.column or name, column_type]
     if spec.foreign_key:
         args.append(sa.ForeignKey(spec.foreign_key))
     kwargs: dict[str, Any] = {
@@ -217,6 +224,7 @@ def column_for(name: str, annotation: Any, info: FieldInfo) -> sa.Column[Any]:
         "nullable": spec.nullable if spec.nullable is not None else optional and not spec.primary_key,
         "index": spec.index or None,
         "unique": spec.unique or None,
+        "key": name,
     }
     if spec.primary_key:
         kwargs["autoincrement"] = spec.autoincrement

@@ -81,8 +81,10 @@ def from_statement(model: type[M], stmt: Any, using: str | None = None) -> list[
         raise QueryError(f"{model.__name__}.from_statement() takes a Core select(), union() ..., "
                          f"not {type(stmt).__name__} (raw SQL: raw_query())")
     meta = model.__ar_meta__
-    # the names the rows will carry (selected_columns' keys would rename a repeated one)
-    named = [getattr(column, "name", None) for column in stmt.selected_columns]
+    # the names the rows will carry (selected_columns' keys would rename a repeated one),
+    # a model column's by its field (Field(column=...) names the column otherwise)
+    by_name = meta.key_of_name
+    named = [_name_of(column, by_name) for column in stmt.selected_columns]
     if None in named:
         raise QueryError(f"{model.__name__}.from_statement(): label every expression the "
                          f"statement selects (.label('name'))")
@@ -116,6 +118,13 @@ def from_statement(model: type[M], stmt: Any, using: str | None = None) -> list[
             object.__setattr__(record, "__pydantic_extra__",
                                {k: row[i] for k, i in zip(extras, extra_positions, strict=True)})
     return records
+
+
+def _name_of(column: Any, by_name: dict[str, str]) -> str | None:
+    name = getattr(column, "name", None)
+    if name in by_name and getattr(column, "key", None) == by_name[name]:
+        return by_name[name]
+    return name
 
 
 def combine(first: Query[M], others: Sequence[Any], operation: str) -> Compound[M]:
