@@ -250,6 +250,8 @@ class HookedUser(IntegerPKMixin, ActiveRecord):
 
     def after_commit(self) -> None:
         self.calls.append("after_commit")
+        if self.name == "audited":    # a sync hook's own statements, inside the awaited operation
+            AStat.insert_or_update({"key": "audited", "hits": 1}, conflict_keys=["key"])
 
     def after_rollback(self) -> None:
         self.calls.append("after_rollback")
@@ -275,6 +277,8 @@ def test_hooks_run_in_order_and_after_commit_after_the_awaited_commit(adb: Async
                 raise RuntimeError
         assert HookedUser.calls[-1] == "after_rollback"
         assert await HookedUser.order_by("id").apluck("name") == ["ann", "bob"]
+        await HookedUser.acreate(name="audited")
+        assert (await AStat.afind("audited")).hits == 1
         await HookedUser.adrop_table()
 
     arun(adb, main)
