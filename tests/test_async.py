@@ -588,3 +588,25 @@ def test_asyncmy_as_well() -> None:
         arun(AsyncBackend("mysql", (urls[0], urls[1])), main)
     finally:
         ConnectionManager.reset()
+
+
+def test_the_fast_path_runs_on_the_async_drivers(adb: AsyncBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same fast path: lookups, queries, saves and counts skip Connection.execute."""
+    through_sqlalchemy: list[str] = []
+    execute = sa.Connection.execute
+
+    def counted(self: sa.Connection, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        through_sqlalchemy.append(str(statement))
+        return execute(self, statement, *args, **kwargs)
+
+    async def main() -> None:
+        ann = await AUser.acreate(name="ann")
+        monkeypatch.setattr(sa.Connection, "execute", counted)
+        assert (await AUser.afind(ann.id)).name == "ann"
+        assert len(await AUser.where(name="ann").aall()) == 1
+        ann.age = 3
+        assert await ann.asave() == 1
+        assert await AUser.where(AUser.c.age > 1).acount() == 1
+        assert through_sqlalchemy == []
+
+    arun(adb, main)
