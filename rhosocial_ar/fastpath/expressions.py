@@ -57,9 +57,10 @@ def _bind(column: Any, value: Any) -> Any:
     """
     if not _copying:
         return BindParameter(column.key, value, type_=column.type, unique=True)
-    template = column.__dict__.get("_ar_bind_template")
-    if template is None or template[0] is not column.type:
-        template = column.__dict__["_ar_bind_template"] = _bind_template(column)
+    own = column.__dict__     # one pass through the column's __getattr__ hook, not two
+    template = own.get("_ar_bind_template")
+    if template is None or template[0] is not own.get("type"):
+        template = own["_ar_bind_template"] = _bind_template(column)
     bind = _new(BindParameter)
     state = bind.__dict__
     state.update(template[1])

@@ -68,20 +68,23 @@ def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
     """
     kind = type(expr)
     if kind is BinaryExpression:
-        left = expr.left
+        # read off the instance's attributes at once: each attribute of a SQLAlchemy
+        # element passes its class's __getattr__ hook (and the type cache), which adds up
+        state = expr.__dict__
+        left = state.get("left")
         if not isinstance(left, Column) or left.table is None:
             return None
-        operand = _operand(expr.right, left.type, binds)
+        operand = _operand(state.get("right"), left.type, binds)
         if operand is None:
             return None
-        modifiers = expr.modifiers
+        modifiers = state.get("modifiers")
         if modifiers:
             modifiers = tuple(modifiers.items())
             try:
                 hash(modifiers)
             except TypeError:
                 return None
-        return (left, expr.operator, operand, modifiers or None, type(expr.type))
+        return (left, state.get("operator"), operand, modifiers or None, type(state.get("type")))
     if kind is BooleanClauseList:
         parts = []
         for clause in expr.clauses:
@@ -98,8 +101,10 @@ def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
 
 def _plain_bind(bind: Any, column_type: Any) -> bool:
     """A parameter that renders as any other of its column: the column's type, nothing else."""
-    return (bind.type is column_type and bind.unique and bind.callable is None
-            and not bind.literal_execute and not bind.required)
+    state = bind.__dict__    # as in _quick; an attribute not kept there fails the check
+    return (state.get("type") is column_type and state.get("unique") is True
+            and "callable" in state and state["callable"] is None
+            and state.get("literal_execute") is False and state.get("required") is False)
 
 
 def _operand(right: Any, column_type: Any, binds: list[Any]) -> Hashable | None:
