@@ -13,7 +13,7 @@ for W7 a count that grows with the number of users fails as N+1.
 W1-W7 are issue 6's; W8-W14 are issue 17's: the query spellings other than
 W5's ``'age > ?'`` fragment (column expressions, aggregates with conditions,
 set-based updates, upserts, dicts, lazy relation loads), each measured
-against the same peers.
+against the same peers; W15 is issue 22's grouped aggregate, with the same targets.
 """
 
 from __future__ import annotations
@@ -57,14 +57,16 @@ WORKLOADS = [
     Workload("W12", "w12_upsert", "single-row upserts, half of them inserts", 2000),
     Workload("W13", "w13_to_dict", "load users and turn each into a dict", 20000),
     Workload("W14", "w14_lazy", "users' posts loaded lazily, a query each", 500),
+    Workload("W15", "w15_grouped_count", "grouped counts: age, COUNT(*) WHERE age > ? GROUP BY age",
+             2000),
 ]
 BY_KEY = {w.key: w for w in WORKLOADS}
 
 # the highest median ratio to the raw driver for rhosocial_ar: issue 6's for
-# W1-W7; issue 17's for W8-W14, 3x on SQLite for reads and set-based writes,
+# W1-W7; issue 17's for W8-W14 (and issue 22's W15), 3x on SQLite for reads and set-based writes,
 # 4x for single-row writes (W12), 1.3x on both servers
 _ISSUE17_SQLITE = {"W8": 3.0, "W9": 3.0, "W10": 3.0, "W11": 3.0, "W12": 4.0, "W13": 3.0,
-                   "W14": 3.0}
+                   "W14": 3.0, "W15": 3.0}
 _ISSUE17_SERVERS = dict.fromkeys(_ISSUE17_SQLITE, 1.3)
 TARGET_RATIOS = {
     "sqlite": {"W1": 4.0, "W2": 1.5, "W3": 3.0, "W4": 4.0, "W5": 4.0, "W6": 4.0, "W7": 3.0,
@@ -286,6 +288,12 @@ def _plan_w10(workload: Workload, target: Target, scale: float, n: int) -> Plan:
                            lambda ages, t: sum(age for age in ages if age > t) or None)
 
 
+def _plan_w15(workload: Workload, target: Target, scale: float, n: int) -> Plan:
+    # each answer as {age: count}, in whatever order the groups come back
+    return _plan_aggregate(workload, target, scale, n, lambda ages, t: {
+        age: ages.count(age) for age in set(ages) if age > t})
+
+
 def _plan_w11(workload: Workload, target: Target, scale: float, n: int) -> Plan:
     seeded = size(W345_USERS, scale)
     rows = _seed_users(target, seeded)
@@ -353,4 +361,4 @@ def _plan_w14(workload: Workload, target: Target, scale: float, n: int) -> Plan:
 
 _PLANS = {"W1": _plan_w1, "W2": _plan_w2, "W3": _plan_w3, "W4": _plan_w4, "W5": _plan_w5,
           "W6": _plan_w6, "W7": _plan_w7, "W8": _plan_w5, "W9": _plan_w9, "W10": _plan_w10,
-          "W11": _plan_w11, "W12": _plan_w12, "W13": _plan_w13, "W14": _plan_w14}
+          "W11": _plan_w11, "W12": _plan_w12, "W13": _plan_w13, "W14": _plan_w14, "W15": _plan_w15}

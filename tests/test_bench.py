@@ -22,12 +22,12 @@ from tests.conftest import SERVER_URLS, require_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPLS = ["raw", "core", "orm", "peewee", "rhosocial_ar"]
-KEYS = [f"W{n}" for n in range(1, 15)]
+KEYS = [f"W{n}" for n in range(1, 16)]
 # statements each workload sends at scale 0.01 (W7's are checked apart): 50 inserts,
 # one bulk insert, 50 lookups, 20 queries, 1 + 20 statements, 2 set-based updates,
 # 20 upserts, 1 + 5 lazy loads...
 STATEMENTS = {"W1": 50, "W2": 1, "W3": 1, "W4": 50, "W5": 20, "W6": 21, "W8": 20, "W9": 20,
-              "W10": 20, "W11": 2, "W12": 20, "W13": 1, "W14": 6}
+              "W10": 20, "W11": 2, "W12": 20, "W13": 1, "W14": 6, "W15": 20}
 
 
 def test_bench_runs_every_workload_and_verifies_counts(tmp_path: Path) -> None:

@@ -88,3 +88,7 @@ class Impl:
     def w14_lazy(self) -> tuple[list[Any], list[list[Any]]]:
         """The users, and the posts of each, loaded one user at a time."""
         raise NotImplementedError
+
+    def w15_grouped_count(self, thresholds: list[int]) -> list[dict[int, int]]:
+        """Per threshold, {age: count} of the users older than it."""
+        raise NotImplementedError

@@ -108,6 +108,12 @@ class Impl(base.Impl):
             return [conn.scalar(sa.select(sa.func.sum(users.c.age)).where(users.c.age > t))
                     for t in thresholds]
 
+    def w15_grouped_count(self, thresholds: list[int]) -> list[dict[int, int]]:
+        with self.engine.begin() as conn:
+            return [dict(conn.execute(sa.select(users.c.age, sa.func.count())
+                                      .where(users.c.age > t).group_by(users.c.age)).all())
+                    for t in thresholds]
+
     def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
         with self.engine.begin() as conn:
             return sum(conn.execute(users.update().where(users.c.id.between(low, high))

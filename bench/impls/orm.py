@@ -130,6 +130,12 @@ class Impl(base.Impl):
             return [session.scalar(sa.select(sa.func.sum(User.age)).where(User.age > t))
                     for t in thresholds]
 
+    def w15_grouped_count(self, thresholds: list[int]) -> list[dict[int, int]]:
+        with self._session() as session, session.begin():
+            return [dict(session.execute(sa.select(User.age, sa.func.count())
+                                         .where(User.age > t).group_by(User.age)).all())
+                    for t in thresholds]
+
     def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
         with self._session() as session, session.begin():
             return sum(session.execute(sa.update(User).where(User.id.between(low, high))

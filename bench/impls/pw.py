@@ -113,6 +113,11 @@ class Impl(base.Impl):
             return [User.select(peewee.fn.SUM(User.age)).where(User.age > t).scalar()
                     for t in thresholds]
 
+    def w15_grouped_count(self, thresholds: list[int]) -> list[dict[int, int]]:
+        with self.db.atomic():
+            return [dict(User.select(User.age, peewee.fn.COUNT(User.id)).where(User.age > t)
+                         .group_by(User.age).tuples()) for t in thresholds]
+
     def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
         with self.db.atomic():
             return sum(User.update(age=User.age + 1).where(User.id.between(low, high)).execute()

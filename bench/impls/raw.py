@@ -57,6 +57,7 @@ class Impl(base.Impl):
         self.update_sql = f"UPDATE users SET age = {p} WHERE id = {p}"
         self.count_sql = f"SELECT COUNT(*) FROM users WHERE age = {p}"
         self.sum_sql = f"SELECT SUM(age) FROM users WHERE age > {p}"
+        self.grouped_sql = f"SELECT age, COUNT(*) FROM users WHERE age > {p} GROUP BY age"
         self.range_sql = f"UPDATE users SET age = age + 1 WHERE id BETWEEN {p} AND {p}"
         self.posts_sql = f"{SELECT_POSTS} WHERE user_id = {p}"
         cur = self.conn.cursor()
@@ -70,7 +71,7 @@ class Impl(base.Impl):
     def prepare(self, key: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         if key in ("W1", "W2", "W12"):
             return ([tuple(r[c] for c in USER_COLUMNS) for r in args[0]],)
-        if key in ("W9", "W10"):    # each threshold as the parameter tuple it is sent as
+        if key in ("W9", "W10", "W15"):    # each threshold as the parameter tuple it is sent as
             return ([(t,) for t in args[0]],)
         return args
 
@@ -187,6 +188,9 @@ class Impl(base.Impl):
     def w11_update_range(self, ranges: list[tuple[int, int]]) -> int:
         return sum(self._each(self.range_sql, ranges, _rowcount))
 
+    def w15_grouped_count(self, thresholds: list[tuple[int]]) -> list[dict[int, int]]:
+        return self._each(self.grouped_sql, thresholds, _pairs)
+
     def w12_upsert(self, rows: list[tuple[Any, ...]]) -> int:
         return len(self._each(self.upsert_sql, rows, _nothing))
 
@@ -213,6 +217,10 @@ class Impl(base.Impl):
 
 def _scalar(cur: Any) -> Any:
     return cur.fetchone()[0]
+
+
+def _pairs(cur: Any) -> dict[Any, Any]:
+    return dict(cur.fetchall())
 
 
 def _rowcount(cur: Any) -> int:

@@ -121,6 +121,12 @@ class Impl(base.Impl):
             return sum(User.where(User.c.id.between(low, high)).update(age=User.c.age + 1)
                        for low, high in ranges)
 
+    def w15_grouped_count(self, thresholds: list[int]) -> list[dict[int, int]]:
+        with User.transaction():
+            return [{row["age"]: row["n"] for row in User.where(User.c.age > t)
+                     .select("age", n=sa.func.count()).group_by("age").rows()}
+                    for t in thresholds]
+
     def w12_upsert(self, rows: list[dict[str, Any]]) -> int:
         with User.transaction():
             for row in rows:
