@@ -422,7 +422,7 @@ def _conditioned(relation: Relation[Any], condition: Any, path: str) -> Any:
     key = relation._keys()[1]
     if query._select is not None and key not in query._select:
         raise QueryError(f"with_(({path!r}, ...)): select() must include {key!r}, "
-                         f"which ties each {target.__name__} to its owner")
+                         f"which ties each {query.model.__name__} to its owner")
     return query
 
 

@@ -274,9 +274,11 @@ def _built_as_sqlalchemy_builds() -> str | None:
     if both.compile().params != {"n_1": 1, "n_2": 2}:
         return "two parameters built directly share one name"
     made, copied = sa.bindparam("n", 1, type_=n.type, unique=True), both.clauses[0].right
-    if type(made.key) is not type(copied.key) or made.key.quote != copied.key.quote \
-            or made.key.replace(str(id(made)), "") != copied.key.replace(str(id(copied)), ""):
-        return f"a parameter built directly is named {copied.key!r}, not like {made.key!r}"
+    made_key: Any = made.key       # an _anonymous_label, a str with a quote attribute
+    copied_key: Any = copied.key
+    if type(made_key) is not type(copied_key) or made_key.quote != copied_key.quote \
+            or made_key.replace(str(id(made)), "") != copied_key.replace(str(id(copied)), ""):
+        return f"a parameter built directly is named {copied_key!r}, not like {made_key!r}"
     return None
 
 
