@@ -148,8 +148,7 @@ def rows(query: Query[Any]) -> list[dict[str, Any]]:
     """The query's rows as dicts by name (columns, then computed values)."""
     stmt, params = query._select_stmt()
     found = query._read(lambda c, _: fastpath.fetch_all(c, stmt, params))[0]
-    keys = row_keys(query)
-    return [dict(zip(keys, row, strict=True)) for row in found]
+    return fastpath.as_dicts(row_keys(query))(found)
 
 
 def records(query: Query[Any]) -> list[Any]:

@@ -439,3 +439,15 @@ def test_copied_parameters_of_one_column_keep_their_own_values(db):
     assert Measured.where(c.n.between(2, 7), c.n.between(5, 9)).count() == 3
     assert Measured.where(c.n.between(5, 9)).update(n=c.n + 100) == 5
     assert Measured.where(c.n >= 100).order_by("n").pluck("n") == [105, 106, 107, 108, 109]
+
+
+def test_rows_as_dicts_take_any_names():
+    from rhosocial_ar.fastpath import as_dicts
+
+    names = ("age", "it's", 'a "b"\n}', "age2", "age")
+    rows = [(1, 2, 3, 4, 5), (6, 7, 8, 9, 10)]
+    assert as_dicts(names)(rows) == [dict(zip(names, row)) for row in rows]
+    assert as_dicts(names) is as_dicts(names) and as_dicts(()) ([(), ()]) == [{}, {}]
+    with pytest.raises(IndexError) as failed:
+        as_dicts(("a", "b"))([(1,)])
+    assert "row[1]" in "".join(traceback.format_exception(failed.value))   # its source shows

@@ -6,6 +6,7 @@
     count = fastpath.write(sa_conn, stmt, params)
     fastpath.insert_many(sa_conn, stmt, names, columns, count)
     shape = fastpath.shape_of(User.c.age > 30)     # (key, values) of a condition, or None
+    dicts = fastpath.as_dicts(("age", "n"))(rows)  # each row a dict by those names
 
 The rest of the library runs its statements through these functions and
 never touches a private name of another package. Inside, a statement may
@@ -21,6 +22,7 @@ caller), pass it with a params dict to one of the functions above; they
 compile it per dialect and parameter names, once.
 """
 
+from .dicts import as_dicts
 from .drivers import CONNECT_TIMEOUT, bound_pymysql_handshake, pool_text
 from .execution import fetch, fetch_all, fetch_records, insert, insert_many, write
 from .guard import switch_off
@@ -28,7 +30,7 @@ from .loading import STATE_SLOTS, loader, shares_snapshot
 from .shapes import shape_of
 
 __all__ = [
-    "CONNECT_TIMEOUT", "STATE_SLOTS", "bound_pymysql_handshake", "fetch", "fetch_all",
+    "CONNECT_TIMEOUT", "STATE_SLOTS", "as_dicts", "bound_pymysql_handshake", "fetch", "fetch_all",
     "fetch_records", "insert", "insert_many", "loader", "pool_text", "shape_of",
     "shares_snapshot", "switch_off", "write",
 ]
