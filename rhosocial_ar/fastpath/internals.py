@@ -23,6 +23,10 @@ SQLAlchemy
                                           a model column's ``age > 30``, ``age + 1`` and
                                           ``id.between(a, b)`` built directly (expressions.py),
                                           checked equal to what SQLAlchemy builds
+  BindParameter's and BinaryExpression's ``__dict__`` (the attributes their constructors
+    set), elements._anonymous_label       the same built by copying a template's attributes,
+                                          every attribute compared; else the constructors
+                                          (shapes.py reads elements' ``__dict__`` too)
   Connection._dbapi_connection            the pooled DB-API connection, unchecked
   Connection._handle_dbapi_exception      wraps a driver error, invalidates on disconnect,
                                           runs handle_error listeners
