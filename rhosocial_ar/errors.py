@@ -29,6 +29,7 @@ __all__ = [
     "RecordNotFound",
     "ReplicaUnavailableWarning",
     "SavepointError",
+    "ShardError",
     "StaleObjectError",
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
@@ -107,6 +108,16 @@ class QueryError(ARError, ValueError):
 
 class SavepointError(ARError):
     """A named savepoint cannot be set, rolled back to or released (bad, taken or unknown name)."""
+
+
+class ShardError(ARError):
+    """A query over several shards failed on one of them; ``shard`` names it, ``failures``
+    maps every failed shard to its error (the database's, also at ``__cause__``)."""
+
+    def __init__(self, message: str, shard: str, failures: dict[str, BaseException]) -> None:
+        super().__init__(message)
+        self.shard = shard
+        self.failures = failures
 
 
 class ReplicaUnavailableWarning(UserWarning):

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 
-from . import aio, bulk, bulk_records, fastpath, registry, routing, statements
+from . import aio, bulk, bulk_records, fastpath, registry, routing, sharding, statements
 from .errors import ConfigurationError, QueryError, RecordNotFound, StaleObjectError
 from .fastpath import STATE_SLOTS, loader
 from .meta import ModelMeta, pk_param
@@ -53,6 +53,9 @@ class ActiveRecord(BaseModel):
     __read_connection__: ClassVar[str | None] = None
     # seconds after this context wrote during which its reads skip the replica
     __read_your_writes__: ClassVar[float] = 5.0
+    # a sharded model: its shards' connection names and the column that picks one (sharding.py)
+    __shards__: ClassVar[Sequence[str] | None] = None
+    __shard_key__: ClassVar[str | None] = None
     __ar_meta__: ClassVar[ModelMeta]
     __table__: ClassVar[sa.Table]
     c: ClassVar[Any]
@@ -158,6 +161,8 @@ class ActiveRecord(BaseModel):
             if isinstance(value, Relation):
                 value.bind(cls, name, annotations.get(name))
         registry.register_model(cls)
+        if cls.__shards__ is not None:
+            sharding.declare(cls)
 
     # -- loading ------------------------------------------------------------
 
@@ -292,7 +297,7 @@ class ActiveRecord(BaseModel):
         pks = meta.require_pk("find")
         if len(pk) != len(pks):
             raise QueryError(f"find() takes {len(pks)} primary key value(s): {', '.join(pks)}")
-        if meta.soft_delete_column:
+        if meta.soft_delete_column or cls.__shards__ is not None:
             return Query(cls).find(*pk)
         params = {_PK_0: pk[0]} if len(pk) == 1 else {
             pk_param(i): value for i, value in enumerate(pk)}
@@ -350,13 +355,22 @@ class ActiveRecord(BaseModel):
         return record
 
     @classmethod
+    def on_shard(cls: type[T], name: str) -> Query[T]:
+        """A query on the shard ``name`` of a sharded model (``using()``, checked)."""
+        return Query(cls).using(sharding.check_shard(cls, name))
+
+    @classmethod
     def using_connection(cls, name: str) -> AbstractContextManager[None]:
         """A block in which every operation of this model goes to ``name``."""
         return routing.using_connection(cls, name)
 
     @classmethod
-    def transaction(cls, isolation_level: str | None = None) -> Transaction:
-        """A transaction on this model's connection."""
+    def transaction(cls, isolation_level: str | None = None, *,
+                    across_shards: bool = False) -> Transaction:
+        """A transaction on this model's connection; ``across_shards``: one two-phase unit over
+        every shard of a sharded model (``two_phase(*shards)``)."""
+        if across_shards:
+            return sharding.across_shards(cls, isolation_level)  # type: ignore[no-any-return]
         return Transaction(routing.resolve(cls), isolation_level=isolation_level)
 
     # -- introspection --------------------------------------------------------
@@ -383,12 +397,15 @@ class ActiveRecord(BaseModel):
 
     @classmethod
     def create_table(cls, checkfirst: bool = True) -> None:
-        """CREATE TABLE on the model's connection (tests and demos; use migrations in prod)."""
-        cls.__table__.create(aio.checked_engine(routing.resolve(cls)), checkfirst=checkfirst)
+        """CREATE TABLE on the model's connection, or on every shard (tests and demos; use
+        migrations in prod)."""
+        for conn in sharding.connections(cls):
+            cls.__table__.create(aio.checked_engine(conn), checkfirst=checkfirst)
 
     @classmethod
     def drop_table(cls, checkfirst: bool = True) -> None:
-        cls.__table__.drop(aio.checked_engine(routing.resolve(cls)), checkfirst=checkfirst)
+        for conn in sharding.connections(cls):
+            cls.__table__.drop(aio.checked_engine(conn), checkfirst=checkfirst)
 
     # -- upserts and bulk inserts ------------------------------------------
 
@@ -440,6 +457,8 @@ class ActiveRecord(BaseModel):
     def _ar_connection(self) -> Any:
         """Where this record writes: a block's override, where it came from, or its model's."""
         cls = type(self)
+        if cls.__shards__ is not None:
+            return routing.get_connection(sharding.record_shard(self))
         return routing.get_connection(
             routing.override_for(cls) or self._ar_origin or cls.__connection__)
 
@@ -770,9 +789,10 @@ class ActiveRecord(BaseModel):
         return await aio.run(cls.create, **values)
 
     @classmethod
-    def atransaction(cls, isolation_level: str | None = None) -> Transaction:
+    def atransaction(cls, isolation_level: str | None = None, *,
+                     across_shards: bool = False) -> Transaction:
         """``async with User.atransaction():`` (a ``Transaction`` is both kinds of block)."""
-        return cls.transaction(isolation_level)
+        return cls.transaction(isolation_level, across_shards=across_shards)
 
     @classmethod
     async def acreate_table(cls, checkfirst: bool = True) -> None:

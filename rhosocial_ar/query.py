@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.sql.util import find_tables
 
-from . import aio, fastpath, grouping, joins, registry, routing, statements
+from . import aio, fanout, fastpath, grouping, joins, registry, routing, sharding, statements
 from .errors import CrossConnectionError, QueryError, RecordNotFound
 from .explain import explain as explain_plan
 from .meta import ModelMeta
@@ -267,6 +267,8 @@ class Query(Generic[M]):
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts by name: the selected columns, then the computed values."""
+        if self.model.__shards__ is not None and self._using is None:
+            return sharding.single(self, "rows()").rows()
         return grouping.rows(self)
 
     def using(self, name: str) -> Query[M]:
@@ -516,6 +518,10 @@ class Query(Generic[M]):
     def all(self) -> list[M]:
         """Every matching record (and the relations asked for with ``with_``)."""
         model = self.model
+        if model.__shards__ is not None and self._using is None:   # sharding.py, fanout.py
+            shards = sharding.plan(self)
+            return (self.using(shards[0]).all() if len(shards) == 1
+                    else fanout.all_records(self, shards))
         if self._extra is not None:     # computed values beside the columns
             records: list[M] = grouping.records(self)
         else:
@@ -578,6 +584,9 @@ class Query(Generic[M]):
         """Yield lists of at most ``size`` records, paging by primary key (keyset)."""
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise QueryError(f"batch size must be a positive integer, not {size!r}")
+        if self.model.__shards__ is not None and self._using is None:
+            yield from fanout.batches(self, size, sharding.plan(self))
+            return
         if self._order or self._offset is not None:
             raise QueryError("batch() pages by primary key; remove order_by() and offset()")
         pks = self._meta.require_pk("batch")
@@ -603,6 +612,10 @@ class Query(Generic[M]):
         rows; ``distinct``: over its distinct values."""
         if name is not None:
             self._meta.column(name)
+        if self.model.__shards__ is not None and self._using is None:
+            shards = sharding.plan(self)
+            return (self.using(shards[0])._aggregate(function, name, distinct) if len(shards) == 1
+                    else fanout.aggregate(self, function, name, distinct, shards))
         # grouped: over the groups, as over a page
         paged = self._limit is not None or self._offset is not None or grouping.is_grouped(self)
         # the shape of a plain SELECT of this query, then what is computed over it
@@ -645,6 +658,8 @@ class Query(Generic[M]):
 
     def aggregate(self, **named: Any) -> dict[str, Any]:
         """Several aggregate expressions in one query: ``aggregate(n=sa.func.count(), ...)``."""
+        if self.model.__shards__ is not None and self._using is None:
+            return sharding.single(self, "aggregate()").aggregate(**named)
         return grouping.aggregate(self, named)
 
     def exists(self) -> bool:
@@ -680,6 +695,10 @@ class Query(Generic[M]):
 
     def _rows(self, names: Sequence[str]) -> list[Sequence[Any]]:
         """The rows of these columns, as the driver (or SQLAlchemy) gives them, converted."""
+        if self.model.__shards__ is not None and self._using is None:
+            shards = sharding.plan(self)
+            return (self.using(shards[0])._rows(names) if len(shards) == 1
+                    else fanout.rows(self, names, shards))
         query = self.select(*names)
         if query._extra is not None:
             if grouping.is_grouped(query):
@@ -783,6 +802,8 @@ class Query(Generic[M]):
         return query._write(stmt, params, tuple(item for _, item in shape if item is not None))
 
     def _write(self, stmt: Any, params: dict[str, Any], extra: tuple[Any, ...] = ()) -> int:
+        if self.model.__shards__ is not None and self._using is None:   # each shard's own
+            return sharding.write(self, lambda pinned: pinned._write(stmt, params, extra))
         conn = routing.get_connection(self._connection_name())
         if self._exprs or self._uncached:
             self._check_single_connection(conn.name, extra)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from .connections import Connection, get_connection
-from .errors import ReplicaUnavailableWarning
+from .errors import QueryError, ReplicaUnavailableWarning
 from .scope import ContextMap
 from .transaction import current_frame, last_write, reading
 
@@ -75,7 +75,17 @@ def connection_name_for(model: Any, explicit: str | None = None) -> str:
     """The connection name for ``model``: explicit, then a block override, then its own."""
     if explicit is not None:
         return explicit
-    return override_for(model) or model.__connection__
+    return override_for(model) or (model.__connection__ if model.__shards__ is None
+                                   else _unrouted(model))
+
+
+def _unrouted(model: Any) -> str:
+    """A sharded model's operation that no key or pin sends to one shard (sharding.py)."""
+    raise QueryError(
+        f"{model.__name__} is sharded over {list(model.__shards__)} and this operation needs one "
+        f"shard: give the shard key ({model.__shard_key__}=...), or pick the shard with "
+        f"{model.__name__}.on_shard(name) or `with {model.__name__}.using_connection(name):`"
+    )
 
 
 def resolve(model: Any, explicit: str | None = None) -> Connection:
@@ -87,7 +97,7 @@ def read_connection_name(model: Any, explicit: str | None = None) -> tuple[str, 
     chosen = explicit or (override_for(model) if _overrides.get() else None)
     if chosen is not None:
         return chosen, None
-    primary: str = model.__connection__
+    primary: str = model.__connection__ if model.__shards__ is None else _unrouted(model)
     replica: str | None = model.__read_connection__
     if replica is None or replica == primary:
         return primary, None
