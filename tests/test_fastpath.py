@@ -318,6 +318,11 @@ def test_quick_shape_keys_never_join_what_sqlalchemy_keeps_apart():
             sa.and_(c.age > v, c.name == f"n{v}"), sa.or_(c.age > v, c.name == f"n{v}"),
             sa.and_(c.age > v, sa.or_(c.id < v, c.notes.is_(None))),
             c.age > float(v) + 0.5, c.name == sa.func.upper(c.name), c.score > decimal.Decimal(v),
+            sa.func.count(), sa.func.count(c.id), sa.func.count(other.age), sa.func.sum(c.age),
+            sa.func.sum(c.score), sa.func.max(c.name), sa.func.min(c.age), sa.func.upper(c.name),
+            sa.func.foo(c.age, type_=sa.Integer), sa.func.foo(c.age, type_=sa.String),
+            sa.func.pkg.foo(c.age), sa.func.count(sa.distinct(c.id)), sa.func.coalesce(c.age, v),
+            sa.func.count().filter(c.age > v),
         ]
     shapes = [(shape_of(e), e._generate_cache_key()) for e in corpus]
     quick = [(s, k) for s, k in shapes if s is not None and s[0][0] is _QUICK]
@@ -331,6 +336,11 @@ def test_quick_shape_keys_never_join_what_sqlalchemy_keeps_apart():
     assert shape_of(c.age > 1)[0] == shape_of(c.age > 99)[0]
     assert shape_of(c.id.between(1, 2))[0] == shape_of(c.id.between(5, 9))[0]
     assert shape_of(c.age > 1)[0] != shape_of(other.age > 1)[0]
+    # functions of columns: one key per function, arguments and result type
+    assert shape_of(sa.func.count())[0] == shape_of(sa.func.count())[0]
+    assert shape_of(sa.func.sum(c.age))[0] != shape_of(sa.func.sum(other.age))[0]
+    assert shape_of(sa.func.foo(c.age))[0] != shape_of(sa.func.pkg.foo(c.age))[0]
+    assert shape_of(sa.func.max(c.age))[0][0] is _QUICK
 
 
 class Measured(IntegerPKMixin, ActiveRecord):

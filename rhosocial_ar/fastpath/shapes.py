@@ -18,15 +18,19 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Column
+from sqlalchemy.sql import functions, operators
 from sqlalchemy.sql.elements import (
     BinaryExpression,
     BindParameter,
     BooleanClauseList,
     ClauseList,
+    ColumnClause,
     Grouping,
     Null,
 )
+from sqlalchemy.sql.sqltypes import NullType
 
 from .expressions import ExpressionClauseList
 
@@ -96,7 +100,56 @@ def _quick(expr: Any, binds: list[Any]) -> Hashable | None:
     if kind is Grouping:
         inner = _quick(expr.element, binds)
         return None if inner is None else ("group", inner)
+    if kind in _FUNCTIONS:
+        return _function(expr, kind)
     return None
+
+
+# sa.func.count(), sum(), max(), min() and sa.func.<any name>() as SQLAlchemy ships them:
+# what they render is their class, name and arguments (a subclass of the user's may hold more)
+_FUNCTIONS = frozenset({functions.count, functions.sum, functions.max, functions.min,
+                        functions.Function})
+_FUNCTION_STATE = frozenset({"_has_args", "clause_expr", "packagenames", "type", "name",
+                             "monotonic"})
+# result types whose class alone says how a value is read back
+_PLAIN_RESULTS = frozenset({sa.Integer, sa.BigInteger, sa.SmallInteger, NullType})
+
+
+def _function(expr: Any, kind: type) -> Hashable | None:
+    """The key of a function of table columns (or ``*``), e.g. ``sa.func.count()``; None otherwise."""
+    state = expr.__dict__
+    if not _FUNCTION_STATE.issuperset(state) or state.get("monotonic", False) is not False:
+        return None
+    group = state.get("clause_expr")
+    if type(group) is not Grouping:
+        return None
+    arguments = group.__dict__.get("element")
+    if type(arguments) is not ClauseList:
+        return None
+    listed = arguments.__dict__
+    if listed.get("operator") is not operators.comma_op or listed.get("group") is not True \
+            or listed.get("group_contents") is not True:
+        return None
+    parts: list[Hashable] = []
+    column_types = []
+    for argument in listed.get("clauses", ()):
+        if isinstance(argument, Column) and argument.table is not None:
+            parts.append(argument)
+            column_types.append(argument.type)
+        elif type(argument) is ColumnClause and argument.is_literal and argument.table is None \
+                and type(argument.type) is NullType:
+            parts.append(("literal", argument.name))     # count()'s *
+        else:
+            return None
+    result = state.get("type")
+    if any(result is own for own in column_types):     # sum(), max(), min(): the column's type
+        result_key: Hashable = ("type of", column_types.index(result))
+    elif type(result) in _PLAIN_RESULTS and not vars(result):
+        result_key = type(result)
+    else:
+        return None
+    return ("function", kind, state.get("name", kind.__name__), state.get("packagenames"),
+            tuple(parts), result_key)
 
 
 def _plain_bind(bind: Any, column_type: Any) -> bool:
