@@ -41,12 +41,12 @@ from .errors import (
 from .mixins import IntegerPKMixin, OptimisticLockMixin, SoftDeleteMixin, TimestampMixin
 from .model import ActiveRecord
 from .query import Query
-from .recovery import RecoveryReport, recover
+from .recovery import RecoveryReport, arecover, recover
 from .relation import BelongsTo, HasMany, HasOne
 from .schema import Field
 from .scope import request_scope
 from .transaction import Transaction
-from .transfer import TransferResult, transfer
+from .transfer import TransferResult, atransfer, transfer
 from .twophase import two_phase
 from .web import RequestScopeMiddleware
 
@@ -87,6 +87,8 @@ __all__ = [
     "TwoPhaseNotSupported",
     "UnknownColumnError",
     "ValueNotStorable",
+    "arecover",
+    "atransfer",
     "get_connection",
     "recover",
     "request_scope",

@@ -1,6 +1,7 @@
 """Finish two-phase transactions left in doubt by a crash.
 
     report = recover()             # every configured connection
+    report = await arecover()      # ... every async one, from async code
     report.committed, report.rolled_back, report.skipped, report.busy
 
     $ rhosocial-ar recover --app myapp.settings
@@ -20,14 +21,14 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from . import decision_log, dialects
+from . import aio, decision_log, dialects
 from .connections import Connection, ConnectionManager
 from .decision_log import ABORT, COMMIT, XID_PREFIX, Xid
 from .errors import InDoubtError
 from .mixins import utc_now
 from .twophase import support_problem
 
-__all__ = ["RecoveryReport", "recover"]
+__all__ = ["RecoveryReport", "arecover", "recover"]
 
 log = logging.getLogger("rhosocial_ar")
 
@@ -70,11 +71,23 @@ def _log_connections(connections: list[Connection]) -> dict[str, Connection]:
 
 
 def recover(names: list[str] | None = None) -> RecoveryReport:
-    """Resolve every in-doubt two-phase branch on the configured connections."""
-    everything = list(ConnectionManager.connections())
+    """Resolve every in-doubt two-phase branch on the configured connections.
+
+    ``recover()`` examines the sync connections and ``await arecover()`` the
+    async ones; the others are reported as skipped (a two-phase transaction
+    never spans both kinds).
+    """
+    report = RecoveryReport()
+    everything = []
+    for conn in ConnectionManager.connections():
+        if conn.is_async is aio.in_bridge():
+            everything.append(conn)
+        elif not conn.read_only and conn.dialect.name != "sqlite" and (
+                names is None or conn.name in names):
+            kind, right = ("async", "await arecover()") if conn.is_async else ("sync", "recover()")
+            report.skipped.append((conn.name, "-", f"{kind} connection: run {right} for it"))
     targets = [c for c in everything if names is None or c.name in names]
     logs = _log_connections(everything)
-    report = RecoveryReport()
     decisions: dict[str, str] = {}
     for conn in targets:
         if conn.read_only or conn.dialect.name == "sqlite" or support_problem(conn):
@@ -89,6 +102,11 @@ def recover(names: list[str] | None = None) -> RecoveryReport:
     if report.committed or report.rolled_back or report.skipped:
         log.info("recover(): %s", report)
     return report
+
+
+async def arecover(names: list[str] | None = None) -> RecoveryReport:
+    """``recover()`` for the async connections, in the bridge."""
+    return await aio.run(recover, names)
 
 
 def _finish(conn: Connection, text: str, logs: dict[str, Connection],

@@ -4,6 +4,7 @@
                       map={'email': 'email_address', 'name': lambda u: f'{u.first} {u.last}'},
                       batch_size=1000, delete_source=True)
     result.rows, result.batches, result.strategy, result.seconds
+    result = await atransfer(...)       # async connections: the same, in the bridge
 
 Rows are read in keyset order of the source's primary key and written with an
 upsert on ``conflict_keys`` (the target's primary key by default), so
@@ -33,14 +34,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import bulk, dialects, routing
+from . import aio, bulk, dialects, routing
 from .compat import add_note
 from .errors import ConfigurationError, QueryError, TwoPhaseAborted
 from .query import Query
 from .transaction import Transaction
 from .twophase import support_problem, two_phase
 
-__all__ = ["TransferResult", "transfer"]
+__all__ = ["TransferResult", "atransfer", "transfer"]
 
 log = logging.getLogger("rhosocial_ar")
 
@@ -200,6 +201,16 @@ def transfer(source_query: Any, target_model: Any, map: Mapping[str, Any] | Mapp
         if bar is not None:
             bar.close()
     return TransferResult(rows, batches, strategy, time.perf_counter() - started)
+
+
+async def atransfer(source_query: Any, target_model: Any,
+                    map: Mapping[str, Any] | Mapper | None = None,  # noqa: A002
+                    batch_size: int = 1000, delete_source: bool = False,
+                    conflict_keys: list[str] | None = None, progress: bool = True,
+                    retries: int = 3) -> TransferResult:
+    """``transfer()`` between async connections, in the bridge."""
+    return await aio.run(transfer, source_query, target_model, map, batch_size, delete_source,
+                         conflict_keys, progress, retries)
 
 
 def _batches(query: Query[Any], reader: _Reader, strategy: str, source_name: str,

@@ -4,6 +4,9 @@
         Order.create(...)                       # on 'orders'
         Invoice.create(...)                     # on 'billing'
 
+    async with two_phase('orders', 'billing'):  # async connections: the same, in the bridge
+        await Order.acreate(...)
+
     tx = Transaction(get_connection('orders'), two_phase=True)
     with tx:                                    # scopes work; does not end the transaction
         Order.create(...)
@@ -30,7 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import decision_log, dialects
+from . import aio, decision_log, dialects
 from .connections import Connection, get_connection
 from .errors import ARError, ConfigurationError, InDoubtError, TwoPhaseAborted, TwoPhaseNotSupported
 from .transaction import Frame, Transaction, bind, check_bindable, current_frame, ended, unbind
@@ -49,10 +52,9 @@ _support: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary
 
 def support_problem(connection: Connection) -> str | None:
     """Why ``connection`` cannot prepare transactions (checked once per engine), or None."""
-    if connection.is_async:
-        return "async connections do not take part in two-phase commit yet (docs/async.md)"
     engine = connection.engine
     if engine not in _support:
+        aio.check(connection)      # it asks the database: an async one only in the bridge
         _support[engine] = dialects.two_phase_problem(engine)
     return _support[engine]
 
@@ -73,7 +75,8 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
                  isolation_level: str | None = None, two_phase: bool = True,
                  xid: str | None = None) -> None:
         super().__init__(connection, isolation_level=isolation_level)
-        require_support(self.connection)
+        if not self.connection.is_async or aio.in_bridge():
+            require_support(self.connection)   # else as its block opens, in the bridge
         self.xid = xid
         self.state = "new"          # new -> active -> prepared -> committed | rolled back
         self._branch: Frame | None = None
@@ -103,6 +106,7 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
                 f"transaction cannot be nested in it"
             )
         if self._branch is None:
+            require_support(self.connection)
             check_bindable(self.connection.name)    # before XA START / BEGIN goes out
             self._branch = self._begin()
         self._scope = bind(self._branch)
@@ -144,6 +148,18 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
             branch.sa_conn.close()
         self.state = "committed"
         ended(branch, committed=True)
+
+    async def aprepare(self) -> None:
+        await aio.run(self.prepare)
+
+    async def acommit(self) -> None:
+        await aio.run(self.commit)
+
+    async def aabandon(self) -> None:
+        await aio.run(self.abandon)
+
+    async def arollback(self) -> None:
+        await aio.run(self.rollback)
 
     def _commit_elsewhere(self) -> bool:
         """COMMIT PREPARED from a fresh session, as the first failed; True once it is done.
@@ -222,7 +238,10 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
 
 
 class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'): ...
-    """Coordinate one atomic transaction across several connections."""
+    """Coordinate one atomic transaction across several connections.
+
+    ``async with`` on async connections: the same protocol, run in the bridge.
+    """
 
     def __init__(self, *names: str) -> None:
         if len(names) < 2 or len(set(names)) != len(names):
@@ -231,6 +250,19 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
         for conn in connections:
             if conn.read_only:
                 raise ConfigurationError(f"connection {conn.name!r} is read-only")
+        self.connections = connections
+        self.branches: list[TwoPhaseTransaction] = []
+        self._last: Transaction | None = None       # the last resource's, while its block is open
+        self._last_frame: Frame | None = None       # then its transaction, until we end it
+        # what follows asks the databases: for async connections, as the block opens
+        self._set_up = False
+        if not any(c.is_async for c in connections) or aio.in_bridge():
+            self._set_up_participants()
+
+    def _set_up_participants(self) -> None:
+        """Which participant commits last, where the decision is logged, and the branches."""
+        self._set_up = True
+        connections = self.connections
         problems = {c.name: support_problem(c) for c in connections}
         lacking = [n for n, p in problems.items() if p is not None]
         if len(lacking) > 1:
@@ -248,10 +280,10 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
             TwoPhaseTransaction(conn, xid=str(decision_log.Xid(self.gtrid, i, tag)))
             for i, conn in enumerate(c for c in connections if c is not self.last_resource)
         ]
-        self._last: Transaction | None = None       # the last resource's, while its block is open
-        self._last_frame: Frame | None = None       # then its transaction, until we end it
 
     def __enter__(self) -> two_phase:
+        if not self._set_up:
+            self._set_up_participants()
         entered: list[Any] = []
         try:
             for branch in self.branches:
@@ -278,6 +310,12 @@ class two_phase:  # noqa: N801 - used like a function: with two_phase('a', 'b'):
             self._rollback_all()
             return
         self._finish()
+
+    async def __aenter__(self) -> two_phase:
+        return await aio.run(self.__enter__)
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await aio.run(self.__exit__, exc_type, exc, tb)
 
     def _finish(self) -> None:
         try:

@@ -553,17 +553,6 @@ def test_without_greenlet_sync_works_and_an_async_url_says_what_to_install() -> 
                                    "pip install 'rhosocial_ar[async]'"), done.stderr
 
 
-def test_two_phase_is_refused_on_async_connections_for_now(adb: AsyncBackend) -> None:
-    from rhosocial_ar import TwoPhaseNotSupported
-
-    async def main() -> None:
-        with pytest.raises(TwoPhaseNotSupported, match="connection 'default': async connections do not "
-                                                        "take part in two-phase commit yet"):
-            Transaction(get_connection(), two_phase=True)
-
-    arun(adb, main)
-
-
 def test_asyncmy_as_well() -> None:
     """``mysql+asyncmy://`` (not in the extra: aiomysql is) runs the same code."""
     pytest.importorskip("asyncmy", reason="asyncmy is optional (aiomysql is the extra's MySQL driver)")

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from rhosocial_ar import ActiveRecord, ConnectionManager, Query, Transaction
+import rhosocial_ar
+from rhosocial_ar import ActiveRecord, ConnectionManager, Query, Transaction, two_phase
 from rhosocial_ar.relation import Accessor
 from rhosocial_ar.statements import Compound
+from rhosocial_ar.twophase import TwoPhaseTransaction
 
 # public methods that describe or route and send nothing to a database, besides the
 # builders: those that return a new query (annotated ``Query[...]`` or ``Compound[...]``)
@@ -34,6 +36,8 @@ SENDS_NOTHING = {
     Compound: {"model", "statement", "subquery"},
     # __call__: the decorator, which wraps a coroutine function in ``async with`` itself
     Transaction: {"detach", "sa_connection", "__call__"},
+    TwoPhaseTransaction: {"detach", "sa_connection", "__call__"},
+    two_phase: set(),
     Accessor: {"query"},
     ConnectionManager: {"configure", "get", "names", "connections"},
 }
@@ -77,6 +81,24 @@ def builds(method: Any) -> bool:
 
 
 CASES = [(cls, sync, twin) for cls in SENDS_NOTHING for sync, twin in operations(cls)]
+# the package's functions that talk to a database
+FUNCTIONS = ["recover", "transfer"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_each_function_has_its_awaitable_twin(name: str) -> None:
+    sync, twin = getattr(rhosocial_ar, name), getattr(rhosocial_ar, "a" + name, None)
+    assert twin is not None and "a" + name in rhosocial_ar.__all__, f"rhosocial_ar.a{name} is missing"
+    assert inspect.signature(twin).parameters == inspect.signature(sync).parameters
+    assert inspect.iscoroutinefunction(twin), f"a{name} is not awaitable"
+
+
+def test_the_functions_listed_are_every_public_one_that_talks_to_a_database() -> None:
+    """A new public function of the package is either listed above or sends nothing."""
+    sends_nothing = {"Field", "get_connection", "request_scope", "two_phase"}
+    functions = {name for name in rhosocial_ar.__all__ if inspect.isfunction(getattr(rhosocial_ar, name))
+                 and not name.startswith("a")}
+    assert functions - sends_nothing == set(FUNCTIONS)
 
 
 @pytest.mark.parametrize(("cls", "sync", "twin"), CASES,
@@ -103,7 +125,8 @@ def test_the_enumeration_finds_the_operations_of_the_issue() -> None:
         "insert_or_update", "bulk_insert_or_update", "transaction")}
     named |= {("Query", n) for n in (
         "all", "first", "count", "sum", "pluck", "exists", "update", "delete", "batch")}
-    named |= {("Transaction", "__enter__"), ("Accessor", "__call__")}
+    named |= {("Transaction", "__enter__"), ("Accessor", "__call__"), ("two_phase", "__enter__")}
+    named |= {("TwoPhaseTransaction", n) for n in ("prepare", "commit", "rollback", "abandon")}
     assert named <= found, sorted(named - found)
 
 
