@@ -305,3 +305,14 @@ def get_connection(name: str = DEFAULT) -> Connection:
         return ConnectionManager._connections[name]
     except KeyError:
         return ConnectionManager.get(name)
+
+
+def forget(name: str) -> None:
+    """Dispose one connection (if this library made its engine) and forget its name.
+
+    For connections made on demand and dropped when idle (tenants.py).
+    """
+    with ConnectionManager._lock:
+        conn = ConnectionManager._connections.pop(name, None)
+    if conn is not None:
+        conn.dispose()

@@ -34,6 +34,7 @@ __all__ = [
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
+    "UnknownTenant",
     "ValueNotStorable",
     "describe_error",
 ]
@@ -56,6 +57,10 @@ class ConnectionModeError(ARError):
 
     Also a relation that is not loaded, touched in async code (docs/async.md).
     """
+
+
+class UnknownTenant(ConnectionNotFound):
+    """``tenant(id)`` named a tenant the registered resolver does not know; nothing was sent."""
 
 
 class RecordNotFound(ARError, LookupError):
