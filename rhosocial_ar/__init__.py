@@ -32,12 +32,15 @@ from .errors import (
     RecordNotFound,
     ReplicaUnavailableWarning,
     SavepointError,
+    ShardError,
     StaleObjectError,
     TwoPhaseAborted,
     TwoPhaseNotSupported,
     UnknownColumnError,
+    UnknownTenant,
     ValueNotStorable,
 )
+from .fanout import partial_results
 from .mixins import IntegerPKMixin, OptimisticLockMixin, SoftDeleteMixin, TimestampMixin
 from .model import ActiveRecord
 from .query import Query
@@ -45,6 +48,8 @@ from .recovery import RecoveryReport, arecover, recover
 from .relation import BelongsTo, HasMany, HasOne
 from .schema import Field
 from .scope import request_scope
+from .sharding import shard_of, shard_ranges
+from .tenants import TenantModel, register_tenant_schemas, register_tenants, tenant
 from .transaction import Transaction
 from .transfer import TransferResult, atransfer, transfer
 from .twophase import two_phase
@@ -76,9 +81,11 @@ __all__ = [
     "RecordNotFound",
     "ReplicaUnavailableWarning",
     "SavepointError",
+    "ShardError",
     "RequestScopeMiddleware",
     "SoftDeleteMixin",
     "StaleObjectError",
+    "TenantModel",
     "TimestampMixin",
     "Transaction",
     "RecoveryReport",
@@ -86,12 +93,19 @@ __all__ = [
     "TwoPhaseAborted",
     "TwoPhaseNotSupported",
     "UnknownColumnError",
+    "UnknownTenant",
     "ValueNotStorable",
     "arecover",
     "atransfer",
     "get_connection",
+    "partial_results",
     "recover",
+    "register_tenant_schemas",
+    "register_tenants",
     "request_scope",
+    "shard_of",
+    "shard_ranges",
+    "tenant",
     "transfer",
     "two_phase",
 ]
