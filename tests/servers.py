@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -79,6 +80,56 @@ def scratch_postgresql(**settings: str) -> Iterator[str]:
         server.send_signal(signal.SIGINT)      # fast shutdown
         try:
             server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def scratch_mariadb_problem() -> str | None:
+    """None when a throwaway MariaDB instance can be started here, else why not."""
+    missing = [p for p in ("mariadb-install-db", "mariadbd")
+               if shutil.which(p) is None and not Path("/usr/sbin", p).exists()]
+    if missing:
+        return f"{', '.join(missing)} not found (apt-get install mariadb-server)"
+    if os.geteuid() != 0:
+        return "run as root: the instance runs as the mysql OS user"
+    return None
+
+
+@contextlib.contextmanager
+def scratch_mariadb(database: str = "shard") -> Iterator[str]:
+    """A throwaway MariaDB instance (own data directory, socket and port, started and stopped
+    by pid) with one empty database; yields its URL."""
+    from tests.standby import _free_port
+
+    base = Path(tempfile.mkdtemp(prefix="rar-scratch-mariadb-", dir="/dev/shm"
+                                 if Path("/dev/shm").is_dir() else None))
+    shutil.chown(base, "mysql", "mysql")
+    data, port = base / "data", _free_port()
+    subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={data}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, capture_output=True, timeout=120)
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    server = subprocess.Popen([mariadbd, "--no-defaults", "--user=mysql", f"--datadir={data}",
+                               f"--socket={base / 'sock'}", f"--port={port}",
+                               "--bind-address=127.0.0.1", f"--pid-file={base / 'pid'}",
+                               "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=0",
+                               f"--log-error={base / 'error.log'}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    url = f"mysql+pymysql://root@127.0.0.1:{port}/{database}"
+    try:
+        _wait(url.rsplit("/", 1)[0] + "/mysql", timeout=30)
+        admin = sa.create_engine(url.rsplit("/", 1)[0] + "/mysql")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+        admin.dispose()
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)     # a clean shutdown
+        try:
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()

@@ -1,13 +1,15 @@
 """Shards (sharding.py, fanout.py) on real separate databases.
 
-Two flavours: three SQLite files, and four servers of two kinds: two PostgreSQL
-clusters started for this module on their own ports (tests/servers.py), the
-MariaDB server and the PostgreSQL server the other tests use.
+Two flavours: three SQLite files, and three servers of two kinds started for this
+module on their own ports and stopped by pid (tests/servers.py): two PostgreSQL
+clusters and a second MariaDB instance. One test shards over five servers: those
+three and the PostgreSQL and MariaDB servers the other tests use.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import threading
 import time
@@ -25,15 +27,18 @@ from rhosocial_ar import (
     ConfigurationError,
     ConnectionManager,
     CrossConnectionError,
+    Field,
     IntegerPKMixin,
     QueryError,
+    ShardError,
     Transaction,
     get_connection,
+    partial_results,
     request_scope,
+    shard_of,
+    shard_ranges,
 )
-from rhosocial_ar.errors import ShardError
-from rhosocial_ar.fanout import partial_results
-from rhosocial_ar.sharding import canonical_bytes, shard_index, shard_of, shard_ranges
+from rhosocial_ar.sharding import canonical_bytes, shard_index
 from tests.conftest import SERVER_URLS, _missing, require_backend
 
 SHARDS = ["s0", "s1", "s2"]
@@ -57,25 +62,26 @@ class Ranged(IntegerPKMixin, ActiveRecord):
 
 
 def require_scratch_servers() -> None:
-    """Extra PostgreSQL clusters can be started here (else skip loudly, or fail in CI)."""
+    """Extra servers can be started here (else skip loudly, or fail in CI)."""
+    from tests.servers import scratch_mariadb_problem
     from tests.standby import standby_problem
 
     require_backend("postgresql")
     require_backend("mysql")
-    problem = standby_problem()
+    problem = standby_problem() or scratch_mariadb_problem()
     if problem is not None:
-        _missing(f"NO EXTRA POSTGRESQL CLUSTER POSSIBLE, shard tests on servers did not run: {problem}")
+        _missing(f"NO EXTRA DATABASE SERVERS POSSIBLE, shard tests on servers did not run: {problem}")
 
 
 @pytest.fixture(scope="module")
-def clusters() -> Iterator[tuple[str, str]]:
-    """Two PostgreSQL clusters of this module's own, with prepared transactions on."""
+def clusters() -> Iterator[tuple[str, str, str]]:
+    """Two PostgreSQL clusters (prepared transactions on) and a MariaDB instance of our own."""
     require_scratch_servers()
-    from tests.servers import scratch_postgresql
+    from tests.servers import scratch_mariadb, scratch_postgresql
 
     with scratch_postgresql(max_prepared_transactions="10") as one, \
-            scratch_postgresql(max_prepared_transactions="10") as two:
-        yield one, two
+            scratch_postgresql(max_prepared_transactions="10") as two, scratch_mariadb() as three:
+        yield one, two, three
 
 
 @pytest.fixture(params=["sqlite", "servers"])
@@ -86,11 +92,9 @@ def shards(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
         require_backend("sqlite")
         ConnectionManager.configure({s: {"url": f"sqlite:///{tmp_path / s}.db"} for s in SHARDS})
     else:
-        one, two = request.getfixturevalue("clusters")
-        ConnectionManager.configure({
-            "s0": {"url": one}, "s1": {"url": two},
-            "s2": {"url": SERVER_URLS["mysql"][0]},           # mixed backends
-        })
+        one, two, three = request.getfixturevalue("clusters")
+        ConnectionManager.configure({"s0": {"url": one}, "s1": {"url": three},   # mixed backends
+                                     "s2": {"url": two}})
     Invoice.drop_table()
     Invoice.create_table()
     try:
@@ -384,7 +388,7 @@ def shard_key_on(shard: str) -> int:
     return next(c for c in range(100) if shard_of(Invoice, c) == shard)
 
 
-def test_a_shard_server_stopped_mid_query(clusters: tuple[str, str]) -> None:
+def test_a_shard_server_stopped_mid_query(clusters: tuple[str, str, str]) -> None:
     """A PostgreSQL shard shut down (by its pid) while the fan-out waits on it: ShardError."""
     from tests.servers import scratch_postgresql
 
@@ -418,3 +422,41 @@ def test_a_shard_server_stopped_mid_query(clusters: tuple[str, str]) -> None:
             assert isinstance(failure[0].__cause__, sa.exc.DBAPIError)
         finally:
             ConnectionManager.reset()
+
+
+class Wide(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "shard_wide"
+    __shards__ = ["w0", "w1", "w2", "w3", "w4"]
+    __shard_key__ = "account"
+    account: str
+    amount: Decimal = Field(max_digits=12, decimal_places=2)
+
+
+def test_five_servers_of_two_kinds(clusters: tuple[str, str, str]) -> None:
+    """Our three servers and both servers of the other tests, as one model's shards."""
+    ConnectionManager.reset()
+    ConnectionManager.configure({
+        "w0": {"url": clusters[0]}, "w1": {"url": clusters[1]}, "w2": {"url": clusters[2]},
+        "w3": {"url": SERVER_URLS["postgresql"][1]}, "w4": {"url": SERVER_URLS["mysql"][1]},
+    })
+    try:
+        Wide.drop_table()
+        Wide.create_table()
+        rng = random.Random(21)
+        made = [(f"acct-{i}", Decimal(rng.randrange(1, 10**6)) / 100) for i in range(300)]
+        for account, amount in made:
+            Wide.create(account=account, amount=amount)
+        placed = Counter(shard_of(Wide, a) for a, _ in made)
+        assert set(placed) == set(Wide.__shards__)           # every server holds rows
+        assert {s: Wide.on_shard(s).count() for s in placed} == dict(placed)
+        amounts = sorted(a for _, a in made)
+        assert Wide.sum("amount") == sum(amounts)
+        assert Wide.order_by("-amount").offset(5).limit(10).pluck("amount") == amounts[::-1][5:15]
+        assert abs(Wide.avg("amount") - sum(amounts) / len(amounts)) < Decimal("0.0001")
+        assert Wide.where(account="acct-7").pluck("amount") == [made[7][1]]
+        with Wide.transaction(across_shards=True):
+            assert Wide.where(account=[a for a, _ in made[:50]]).update(amount=0) == 50
+        assert Wide.where(amount=0).count() == 50
+        Wide.drop_table()
+    finally:
+        ConnectionManager.reset()
