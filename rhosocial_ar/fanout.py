@@ -141,10 +141,29 @@ def _per_shard(query: Query[Any]) -> Query[Any]:
         raise QueryError("for_update() on several shards: lock rows on one shard at a time")
     per = query._copy()
     per._with = ()
+    per._order = ()
+    per._add_order(_nulls_first(query))
     if query._limit is not None:
         per._limit = query._limit + (query._offset or 0)
     per._offset = None
     return per
+
+
+def _nulls_first(query: Query[Any]) -> tuple[Any, ...]:
+    """The query's order with NULL first ascending on every backend, as the merge expects.
+
+    PostgreSQL puts NULL last ascending, SQLite and MariaDB first: a nullable
+    column is ordered by ``CASE WHEN col IS NULL THEN 0 ELSE 1 END`` first.
+    """
+    table = query._meta.table
+    keys: list[Any] = []
+    for name, direction in _order_names(query):
+        column = table.c[name]
+        if column.nullable:
+            present = sa.case((column.is_(None), 0), else_=1)
+            keys.append(present.asc() if direction == "asc" else present.desc())
+        keys.append(column.asc() if direction == "asc" else column.desc())
+    return tuple(keys)
 
 
 def _merged(query: Query[Any], parts: list[list[Any]], getters: Sequence[Callable[[Any], Any]],
@@ -162,7 +181,7 @@ def _merged(query: Query[Any], parts: list[list[Any]], getters: Sequence[Callabl
 
 def _compare(getters: Sequence[Callable[[Any], Any]], directions: Sequence[str],
              a: Any, b: Any) -> int:
-    # NULL sorts first ascending, as SQLite and MariaDB order it (docs/sharding.md)
+    # NULL sorts first ascending, as every shard was asked to order it (_nulls_first)
     for get, direction in zip(getters, directions, strict=True):
         x, y = get(a), get(b)
         if x == y:

@@ -271,6 +271,17 @@ def test_order_limit_offset_are_global(shards: str) -> None:
     assert Invoice.order_by("-total").last().total == totals[0]  # type: ignore[union-attr]
 
 
+def test_nulls_sort_first_ascending_on_every_backend(shards: str) -> None:
+    made = seed(6, 2)
+    for customer, total in made[::3]:
+        Invoice.where(customer_id=customer).where(total=total).update(note=f"n{total:03d}")
+    notes = sorted(f"n{t:03d}" for _, t in made[::3])
+    nulls = len(made) - len(notes)
+    assert Invoice.order_by("note").limit(nulls + 1).pluck("note") == [None] * nulls + notes[:1]
+    assert Invoice.order_by("-note").limit(len(notes) + 1).pluck("note") == notes[::-1] + [None]
+    assert Invoice.order_by("-note").offset(len(notes) - 1).limit(2).pluck("note") == [notes[0], None]
+
+
 def test_aggregates_combine_across_shards(shards: str) -> None:
     made = seed()
     for i in range(9):                  # uneven shards: a mean of means would be wrong
