@@ -856,6 +856,8 @@ class ActiveRecord(BaseModel):
 
 def _check_reserved_names(cls: type) -> None:
     """The library keeps its private names on a model under ``_ar_``; a model may not reuse one."""
+    if cls.__module__.startswith("rhosocial_ar."):   # the library's own bases (tenants.py)
+        return
     taken = [n for n in (*vars(cls), *getattr(cls, "__private_attributes__", ()))
              if n.startswith("_ar_")]
     if taken:

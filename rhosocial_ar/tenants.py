@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from . import routing
 from .connections import ConnectionManager, forget, get_connection
-from .errors import ConfigurationError, UnknownTenant
+from .errors import ConfigurationError, QueryError, UnknownTenant
 from .model import ActiveRecord
 
 __all__ = ["TenantModel", "register_tenant_schemas", "register_tenants", "tenant"]
@@ -35,6 +35,7 @@ __all__ = ["TenantModel", "register_tenant_schemas", "register_tenants", "tenant
 # first statement fails with this name in the error, before anything is sent
 NO_TENANT = "(no tenant chosen: wrap the work in `with tenant(tenant_id):`)"
 
+_PREFIX = "tenant:"
 Resolver = Callable[[str], "Mapping[str, Any] | str | None"]
 
 
@@ -43,6 +44,20 @@ class TenantModel(ActiveRecord):
 
     __abstract__: ClassVar[bool] = True
     __connection__: ClassVar[str] = NO_TENANT
+
+    def _ar_connection(self) -> Any:
+        """Where the record writes; never another tenant's database than it came from."""
+        origin, chosen = self._ar_origin, routing.override_for(type(self))
+        if origin is not None and chosen is not None and origin != chosen:
+            raise QueryError(
+                f"this {type(self).__name__} belongs to {_tenant_of(origin)}; writing it inside "
+                f"the block of {_tenant_of(chosen)} would put it in another tenant's database "
+                f"(nothing was written)")
+        return super()._ar_connection()
+
+
+def _tenant_of(name: str) -> str:
+    return f"tenant {name[len(_PREFIX):]!r}" if name.startswith(_PREFIX) else f"connection {name!r}"
 
 
 class _Registry:
@@ -66,7 +81,7 @@ class _Registry:
                 if config is None:
                     raise UnknownTenant(f"unknown tenant {tenant_id!r}: the tenant resolver has "
                                         f"no database for it; nothing was sent")
-                name = f"tenant:{tenant_id}"
+                name = f"{_PREFIX}{tenant_id}"
                 ConnectionManager.configure(name, config)
                 self.open[tenant_id] = name
             self.open.move_to_end(tenant_id)

@@ -10,15 +10,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rhosocial_ar import ConfigurationError, ConnectionManager, ConnectionNotFound, IntegerPKMixin
-from rhosocial_ar.errors import UnknownTenant
-from rhosocial_ar.tenants import (
+from rhosocial_ar import (
+    ConfigurationError,
+    ConnectionManager,
+    ConnectionNotFound,
+    IntegerPKMixin,
+    QueryError,
     TenantModel,
-    open_tenants,
+    UnknownTenant,
     register_tenant_schemas,
     register_tenants,
     tenant,
 )
+from rhosocial_ar.tenants import open_tenants
 from tests.conftest import SERVER_URLS, require_backend
 
 
@@ -73,6 +77,24 @@ def test_each_tenant_reads_and_writes_its_own_database(databases: dict[str, str]
     with engine.connect() as conn:
         assert sorted(conn.execute(sa.select(Project.c.name)).scalars()) == ["initech-1", "initech-2"]
     engine.dispose()
+
+
+def test_a_record_never_writes_into_another_tenants_database(tmp_path: Any) -> None:
+    register_tenants(lambda t: f"sqlite:///{tmp_path / t}.db")
+    fresh_tables(["acme", "globex"])
+    with tenant("acme"):
+        record = Project.create(name="acme's")
+    with tenant("globex"):
+        Project.create(name="globex's")                  # the same id, 1, in globex
+        record.name = "changed"
+        with pytest.raises(QueryError, match="belongs to tenant 'acme'.*nothing was written"):
+            record.save()
+        with pytest.raises(QueryError, match="belongs to tenant 'acme'"):
+            record.delete()
+        assert Project.pluck("name") == ["globex's"]
+    with tenant("acme"):
+        record.save()                                    # in its own tenant's block: fine
+        assert Project.pluck("name") == ["changed"]
 
 
 def test_unknown_tenants_and_work_outside_a_tenant_fail_before_any_statement(tmp_path: Any) -> None:
