@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
-from . import aio, dialects, registry, routing
+from . import aio, dialects, registry, routing, sharding
 from .errors import ConfigurationError, QueryError
 
 if TYPE_CHECKING:
@@ -174,9 +174,10 @@ class Relation(Generic[T]):
         found: list[Any] = []
         if keys:
             base = query if query is not None else self.target.query()
-            read_name = routing.read_connection_name(base.model, base._using)[0]
-            dialect = routing.get_connection(read_name).dialect
-            for chunk in _chunks(keys, in_chunk_size(dialect)):
+            # a sharded target reads several shards: the smallest of their limits
+            size = min(in_chunk_size(routing.get_connection(name).dialect)
+                       for name in sharding.read_connections(base))
+            for chunk in _chunks(keys, size):
                 found.extend(base.where(**{target_key: list(chunk)}).all())
         grouped: dict[Any, list[Any]] = defaultdict(list)
         for item in found:

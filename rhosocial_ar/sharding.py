@@ -251,3 +251,10 @@ def across_shards(model: Any, isolation_level: str | None) -> Any:
     if isolation_level is not None:
         raise QueryError("transaction(across_shards=True) takes no isolation_level")
     return two_phase(*spec_of(model).shards)
+
+
+def read_connections(query: Query[Any]) -> tuple[str, ...]:
+    """The connections a read of ``query`` may go to: its one, or the shards it runs on."""
+    if query._using is None and query.model.__shards__ is not None:
+        return plan(query)
+    return (routing.read_connection_name(query.model, query._using)[0],)

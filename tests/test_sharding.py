@@ -17,17 +17,19 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
 
 from rhosocial_ar import (
     ActiveRecord,
+    BelongsTo,
     ConfigurationError,
     ConnectionManager,
     CrossConnectionError,
     Field,
+    HasMany,
     IntegerPKMixin,
     QueryError,
     ShardError,
@@ -369,6 +371,43 @@ def test_across_shards_is_a_two_phase_unit(shards: str) -> None:
         Invoice.where(note="all").update(note="gone")
         raise RuntimeError("roll back every shard")
     assert Invoice.where(note="gone").count() == 0 and Invoice.where(note="all").count() == 36
+
+
+class Customer(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "shard_customers"
+    __connection__ = "s0"
+    name: str
+    invoices: ClassVar[HasMany[ShardedInvoice]] = HasMany(foreign_key="customer_id",
+                                                          inverse_of="customer")
+
+
+class ShardedInvoice(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "shard_invoices"
+    __shards__ = SHARDS
+    __shard_key__ = "customer_id"
+    customer_id: int
+    total: int
+    note: str | None = None
+    customer: ClassVar[BelongsTo[Customer]] = BelongsTo(foreign_key="customer_id",
+                                                        inverse_of="invoices")
+
+
+def test_relations_to_and_from_a_sharded_model(shards: str) -> None:
+    Customer.drop_table()
+    Customer.create_table()
+    customers = [Customer.create(name=f"c{i}") for i in range(6)]
+    for customer in customers:
+        for i in range(2):
+            ShardedInvoice.create(customer_id=customer.id, total=customer.id * 10 + i)
+    seen = statements_on(*SHARDS)
+    assert [i.total for i in customers[2].invoices()] == [30, 31]     # the key's shard alone
+    assert [s for s in SHARDS if seen[s]] == [shard_of(ShardedInvoice, customers[2].id)]
+    loaded = Customer.order_by("id").with_("invoices").all()          # one IN query per shard
+    assert [sorted(i.total for i in c.invoices()) for c in loaded] == [
+        [c.id * 10, c.id * 10 + 1] for c in customers]
+    top = ShardedInvoice.with_("customer").order_by("-total").limit(3).all()
+    assert [(i.total, i.customer().name) for i in top] == [(61, "c5"), (60, "c5"), (51, "c4")]
+    Customer.drop_table()
 
 
 # -- failures -----------------------------------------------------------------------------------
