@@ -412,12 +412,17 @@ class ActiveRecord(BaseModel):
     @classmethod
     def bulk_insert(cls, rows: Iterable[Any], batch_size: int = 1000) -> int:
         """Insert many rows (dicts or records) without hooks; returns the row count."""
+        if cls.__shards__ is not None:     # each shard its rows
+            return sharding.by_shard(cls, rows, lambda part: bulk.insert_many(cls, part, batch_size))
         return bulk.insert_many(cls, rows, batch_size)
 
     @classmethod
     def insert_or_update(cls, data: Any, conflict_keys: Sequence[str],
                          update_columns: Sequence[str] | None = None) -> int:
         """Insert a row, or update it where ``conflict_keys`` match: one statement."""
+        if cls.__shards__ is not None:
+            return sharding.by_shard(cls, [data], lambda part: bulk.upsert_one(
+                cls, part[0], conflict_keys, update_columns))
         return bulk.upsert_one(cls, data, conflict_keys, update_columns)
 
     @classmethod
@@ -425,6 +430,9 @@ class ActiveRecord(BaseModel):
                               batch_size: int = 1000,
                               update_columns: Sequence[str] | None = None) -> int:
         """Upsert many rows, one ``INSERT ... ON CONFLICT`` statement per batch."""
+        if cls.__shards__ is not None:
+            return sharding.by_shard(cls, rows, lambda part: bulk.upsert_many(
+                cls, part, conflict_keys, batch_size, update_columns))
         return bulk.upsert_many(cls, rows, conflict_keys, batch_size, update_columns)
 
     @classmethod

@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -258,3 +258,25 @@ def read_connections(query: Query[Any]) -> tuple[str, ...]:
     if query._using is None and query.model.__shards__ is not None:
         return plan(query)
     return (routing.read_connection_name(query.model, query._using)[0],)
+
+
+def by_shard(model: Any, rows: Iterable[Any], run: Callable[[list[Any]], int]) -> int:
+    """Bulk writes of a sharded model: the rows (dicts or records) grouped by their key's
+    shard, ``run(rows)`` once per shard in a block pinning it; several shards in one unit."""
+    spec = spec_of(model)
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        value = row.get(spec.key) if isinstance(row, Mapping) else getattr(row, spec.key, None)
+        groups.setdefault(spec.pick(value), []).append(row)
+    pinned = routing.override_for(model)
+    if pinned is not None and set(groups) - {pinned}:
+        wrong = sorted(set(groups) - {pinned})
+        raise QueryError(f"{model.__name__}: rows whose {spec.key} belongs on {wrong}, not on the "
+                         f"pinned {pinned!r}; nothing was written")
+    names = [s for s in spec.shards if s in groups]
+    check_unit(model, names)    # before any shard is written
+    total = 0
+    for name in names:
+        with routing.using_connection(model, name):
+            total += run(groups[name])
+    return total

@@ -107,9 +107,10 @@ def scratch_mariadb(database: str = "shard") -> Iterator[str]:
                                  if Path("/dev/shm").is_dir() else None))
     shutil.chown(base, "mysql", "mysql")
     data, port = base / "data", _free_port()
+    env = {**os.environ, "TMPDIR": str(base)}     # the mysql user may not write the caller's
     subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={data}",
                     "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   check=True, capture_output=True, timeout=120)
+                   check=True, capture_output=True, timeout=120, env=env)
     mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     server = subprocess.Popen([mariadbd, "--no-defaults", "--user=mysql", f"--datadir={data}",
                                f"--socket={base / 'sock'}", f"--port={port}",
@@ -117,7 +118,7 @@ def scratch_mariadb(database: str = "shard") -> Iterator[str]:
                                "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=0",
                                f"--log-error={base / 'error.log'}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+                              start_new_session=True, env=env)
     url = f"mysql+pymysql://root@127.0.0.1:{port}/{database}"
     try:
         _wait(url.rsplit("/", 1)[0] + "/mysql", timeout=30)

@@ -373,6 +373,29 @@ def test_across_shards_is_a_two_phase_unit(shards: str) -> None:
     assert Invoice.where(note="gone").count() == 0 and Invoice.where(note="all").count() == 36
 
 
+def test_bulk_writes_go_to_each_rows_shard(shards: str) -> None:
+    home = shard_of(Invoice, 3)
+    other = next(c for c in range(100) if shard_of(Invoice, c) != home)
+    assert Invoice.bulk_insert([{"customer_id": 3, "total": t} for t in range(5)]) == 5
+    assert Invoice.on_shard(home).count() == 5 == Invoice.count()
+    with pytest.raises(CrossConnectionError, match="across_shards=True"):
+        Invoice.bulk_insert([{"customer_id": 3, "total": 90}, {"customer_id": other, "total": 91}])
+    assert Invoice.count() == 5                                    # nothing written anywhere
+    with Invoice.using_connection(home), pytest.raises(QueryError, match="not on the pinned"):
+        Invoice.bulk_insert([Invoice(customer_id=other, total=92)])
+    first = Invoice.where(customer_id=3).order_by("total").first()
+    assert first is not None
+    Invoice.insert_or_update({"id": first.id, "customer_id": 3, "total": 500}, conflict_keys=["id"])
+    Invoice.bulk_insert_or_update([{"id": first.id, "customer_id": 3, "total": 501}],
+                                  conflict_keys=["id"])
+    assert Invoice.where(customer_id=3).order_by("-total").pluck("total")[:1] == [501]
+    assert Invoice.count() == 5
+    if shards == "servers":                                        # one two-phase unit
+        with Invoice.transaction(across_shards=True):
+            Invoice.bulk_insert([{"customer_id": c, "total": 1000 + c} for c in range(12)])
+        assert Invoice.where(total=[1000 + c for c in range(12)]).count() == 12
+
+
 class Customer(IntegerPKMixin, ActiveRecord):
     __table_name__ = "shard_customers"
     __connection__ = "s0"
