@@ -396,6 +396,31 @@ def test_bulk_writes_go_to_each_rows_shard(shards: str) -> None:
         assert Invoice.where(total=[1000 + c for c in range(12)]).count() == 12
 
 
+def test_async_shards_are_read_in_turn(tmp_path: Any) -> None:
+    """On async connections the a-twins work: the shards are read one after another."""
+    pytest.importorskip("aiosqlite")
+    import asyncio
+
+    ConnectionManager.reset()
+    ConnectionManager.configure({s: {"url": f"sqlite+aiosqlite:///{tmp_path / s}.db"}
+                                 for s in SHARDS})
+
+    async def main() -> None:
+        await Invoice.adrop_table()
+        await Invoice.acreate_table()
+        for customer in range(9):
+            await Invoice.acreate(customer_id=customer, total=customer * 10)
+        assert await Invoice.acount() == 9 and await Invoice.asum("total") == 360
+        assert await Invoice.order_by("-total").limit(2).apluck("total") == [80, 70]
+        assert [r.total for r in await Invoice.where(customer_id=4).aall()] == [40]
+        await ConnectionManager.areset()
+
+    try:
+        asyncio.run(main())
+    finally:
+        ConnectionManager.reset()
+
+
 class Customer(IntegerPKMixin, ActiveRecord):
     __table_name__ = "shard_customers"
     __connection__ = "s0"
