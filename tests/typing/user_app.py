@@ -25,9 +25,14 @@ from rhosocial_ar import (
     HasOne,
     IntegerPKMixin,
     Query,
+    TenantModel,
     Transaction,
     TwoPhaseNotSupported,
     get_connection,
+    partial_results,
+    register_tenants,
+    shard_of,
+    tenant,
 )
 from rhosocial_ar.relation import Accessor
 from rhosocial_ar.twophase import TwoPhaseTransaction
@@ -118,6 +123,30 @@ def routing() -> None:
         assert_type(User.count(), int)
 
 
+class Ledger(IntegerPKMixin, ActiveRecord):
+    __shards__ = ["default"]            # one shard is enough to check the types
+    __shard_key__ = "account"
+    account: str
+
+
+class Note(IntegerPKMixin, TenantModel):
+    text: str
+
+
+def shards_and_tenants() -> None:
+    Ledger.create_table()
+    assert_type(Ledger.create(account="a"), Ledger)
+    assert_type(shard_of(Ledger, "a"), str)
+    assert_type(Ledger.on_shard("default").all(), list[Ledger])
+    with partial_results() as report:
+        assert_type(Ledger.count(), int)
+    assert_type(report.failed, dict[str, BaseException])
+    register_tenants(lambda t: "sqlite:///tenant_acme.db" if t == "acme" else None, max_open=2)
+    with tenant("acme"):
+        Note.create_table()
+        assert_type(Note.create(text="x"), Note)
+
+
 async def awaited() -> None:
     """The awaitable twins are typed as their sync forms (docs/async.md)."""
     cy = await User.acreate(name="cy", email="cy@example.com")
@@ -157,6 +186,7 @@ def main() -> None:
     relations()
     transactions()
     routing()
+    shards_and_tenants()
     assert list(rows()) == ["ann@example.com", "ann@example.com"]
     asyncio.run(run_awaited())
 
