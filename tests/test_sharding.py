@@ -342,6 +342,10 @@ def test_fan_out_works_in_the_callers_context(shards: str) -> None:
         with Invoice.using_connection(home):
             assert Invoice.where(total=5000).count() == 1
         assert Invoice.count() == 37
+        with Transaction(home):                            # shared by the request's copies
+            Invoice.create(customer_id=2, total=6000)
+            assert Invoice.order_by("-total").limit(1).pluck("total") == [6000]
+        assert Invoice.count() == 38
 
 
 def test_writes_across_shards_need_one_unit(shards: str) -> None:
