@@ -199,7 +199,11 @@ def record_shard(record: Any) -> str:
         if record._ar_saved.get(spec.key, value) != value:
             raise QueryError(f"{model.__name__}.{spec.key} of a saved record cannot change: the "
                              f"row would belong on another shard (move it with transfer())")
-        name = pinned or origin
+        if pinned is not None and pinned != origin:    # its id may be another row's there
+            raise QueryError(f"this {model.__name__} was read from shard {origin!r}; writing it "
+                             f"in a block pinned to {pinned!r} would touch another shard's row "
+                             f"(nothing was written)")
+        name = origin
     else:
         name = spec.pick(value)
         if pinned is not None and pinned != name:

@@ -227,6 +227,12 @@ def test_pinning_a_shard(shards: str) -> None:
     assert Invoice.where(total=1000).count() == 1 and Invoice.where(total=1001).count() == 0
     with pytest.raises(QueryError, match="has no shard 'nope'"):
         Invoice.on_shard("nope")
+    record = Invoice.where(customer_id=3).first()
+    assert record is not None
+    elsewhere = next(s for s in SHARDS if s != home)
+    with Invoice.using_connection(elsewhere), pytest.raises(QueryError, match="read from shard"):
+        record.delete()
+    assert Invoice.where(customer_id=3).count() == 4
 
 
 def test_operations_that_need_one_shard_say_so(shards: str) -> None:
