@@ -28,6 +28,7 @@ from . import aio
 from .connections import Connection, get_connection
 from .dialects import READ_ONLY_OPTION
 from .errors import ARError, ConfigurationError, ReadOnlyError, SavepointError
+from .fastpath import bridge
 from .savepoints import Savepoints
 from .scope import ContextMap
 
@@ -391,11 +392,15 @@ class reading:  # noqa: N801 - a context manager used like a function
             return frame.sa_conn
         self._pooled = self.connection.connect()
         self._pooled.info[READ_ONLY_OPTION] = True
+        if self.connection.is_async:
+            bridge.autocommit_read(self._pooled, True)
         return self._pooled
 
     def __exit__(self, *exc: Any) -> None:
         if self._pooled is not None:
             if not self._pooled.invalidated:
                 self._pooled.info.pop(READ_ONLY_OPTION, None)
+                if self.connection.is_async:
+                    bridge.autocommit_read(self._pooled, False)
             self._pooled.close()
             self._pooled = None

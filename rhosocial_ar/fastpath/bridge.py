@@ -12,6 +12,11 @@ SQLAlchemy
   sqlalchemy.util.greenlet_spawn          runs a sync function in that greenlet; the
                                           public ``AsyncSession.run_sync`` does the same
                                           with a session we never use (the fallback)
+  sqlalchemy.dialects.postgresql.asyncpg.AsyncAdapt_asyncpg_connection
+                                          its ``autocommit`` switch and ``isolation_level``:
+                                          a read outside a transaction runs in autocommit,
+                                          sparing asyncpg's BEGIN and ROLLBACK round trips
+                                          (``autocommit_read``); without them it sends both
 aiosqlite (the SQLite collation of decimals stored as text, ``dialects.py``)
   AdaptedConnection.driver_connection     public: the aiosqlite Connection
   aiosqlite.Connection._execute, ._conn   its worker thread, and the sqlite3 connection
@@ -25,7 +30,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["check", "sqlite_collation", "spawn"]
+__all__ = ["autocommit_read", "check", "sqlite_collation", "spawn"]
 
 log = logging.getLogger("rhosocial_ar")
 R = TypeVar("R")
@@ -53,6 +58,42 @@ async def spawn(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
     return await AsyncSession().run_sync(lambda _session: fn(*args, **kwargs))
 
 
+_ASYNCPG_SWITCH = ("autocommit", "isolation_level", "_isolation_setting", "_transaction")
+_asyncpg: list[Any] = []      # [the adapter class, or None without its switch]: found on first use
+
+
+def _asyncpg_adapter() -> Any:
+    if not _asyncpg:
+        cls: Any
+        try:
+            from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection as cls
+        except ImportError:    # no asyncpg dialect here: reads send BEGIN, as before
+            cls = None
+        # its __slots__ and property: on the class, checked once
+        usable = cls is not None and all(hasattr(cls, name) for name in _ASYNCPG_SWITCH)
+        _asyncpg.append(cls if usable else None)
+    return _asyncpg[0]
+
+
+def autocommit_read(sa_conn: Any, on: bool) -> None:
+    """Run the statements of one read outside a transaction in autocommit (asyncpg only).
+
+    The adapter would otherwise open a transaction (a BEGIN round trip) for the
+    read and roll it back on return to the pool (another). One statement in
+    autocommit reads what it would in its own READ COMMITTED transaction, so
+    only connections at that level (or the server default) are switched.
+    ``sa_conn`` is a pooled SQLAlchemy Connection with no transaction open.
+    """
+    adapter: Any = sa_conn.connection.dbapi_connection
+    if type(adapter) is not _asyncpg_adapter():
+        return
+    if on:
+        if adapter.isolation_level in (None, "read_committed") and adapter._transaction is None:
+            adapter.autocommit = True
+    elif adapter.isolation_level == "autocommit" and adapter._isolation_setting != "autocommit":
+        adapter.autocommit = False      # back to the connection's own level
+
+
 def sqlite_collation(dbapi_connection: Any, name: str, compare: Callable[[str, str], int]) -> None:
     """Add a collation to an aiosqlite connection, in aiosqlite's own thread."""
     try:
@@ -75,6 +116,9 @@ def check() -> list[str]:
     problems: list[str] = []
     if _greenlet_spawn is None:
         problems.append("sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)")
+    if _asyncpg_adapter() is None:
+        problems.append("AsyncAdapt_asyncpg_connection lacks one of "
+                        f"{', '.join(_ASYNCPG_SWITCH)} (reads on asyncpg send BEGIN)")
     try:
         import aiosqlite
     except ImportError:
