@@ -108,9 +108,13 @@ def scratch_mariadb(database: str = "shard") -> Iterator[str]:
     shutil.chown(base, "mysql", "mysql")
     data, port = base / "data", _free_port()
     env = {**os.environ, "TMPDIR": str(base)}     # the mysql user may not write the caller's
-    subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={data}",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   check=True, capture_output=True, timeout=120, env=env)
+    try:
+        subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={data}",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True, timeout=120, env=env)
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     server = subprocess.Popen([mariadbd, "--no-defaults", "--user=mysql", f"--datadir={data}",
                                f"--socket={base / 'sock'}", f"--port={port}",
