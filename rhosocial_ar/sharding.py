@@ -193,7 +193,7 @@ def record_shard(record: Any) -> str:
     model = type(record)
     spec = spec_of(model)
     pinned = routing.override_for(model)
-    origin = record._ar_origin
+    origin: str | None = record._ar_origin
     value = record.__dict__.get(spec.key)
     if origin is not None and record._ar_saved is not None:
         if record._ar_saved.get(spec.key, value) != value:
