@@ -39,7 +39,7 @@ WORKLOADS = [
     Workload("A1", "find", "primary-key lookups", 5000),
     Workload("A2", "query", "WHERE age > ? ORDER BY id LIMIT 20", 2000),
     Workload("A3", "eager", "10 users with their 10 posts each, eager-loaded", 500),
-    Workload("A4", "insert", "single INSERTs, each in its own transaction", 2000),
+    Workload("A4", "insert", "single INSERTs, each committed at once", 2000),
 ]
 BY_KEY = {w.key: w for w in WORKLOADS}
 
