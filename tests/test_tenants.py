@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from rhosocial_ar import (
     UnknownTenant,
     register_tenant_schemas,
     register_tenants,
+    request_scope,
     tenant,
 )
 from rhosocial_ar.tenants import open_tenants
@@ -171,6 +174,23 @@ def test_threads_work_for_different_tenants_at_once(tmp_path: Any) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_tenant_block_in_a_request_scope_is_seen_by_every_copy(tmp_path: Any) -> None:
+    """As a web framework runs a `def` dependency's setup, the endpoint and the teardown in
+    three copies of the request's context (RequestScopeMiddleware's request_scope())."""
+    register_tenants(lambda t: f"sqlite:///{tmp_path / t}.db")
+    fresh_tables(["acme", "globex"])
+    with tenant("acme"):
+        Project.create(name="a")
+    with request_scope(), ThreadPoolExecutor(2) as pool:
+        block = tenant("acme")
+        pool.submit(copy_context().run, block.__enter__).result()     # the dependency's setup
+        assert pool.submit(copy_context().run, Project.pluck, "name").result() == ["a"]
+        pool.submit(copy_context().run, block.__exit__, None, None, None).result()
+        with pytest.raises(ConnectionNotFound, match="no tenant chosen"):
+            Project.count()
+    assert open_tenants() == ["globex", "acme"]
 
 
 def test_a_schema_per_tenant_on_one_engine() -> None:
