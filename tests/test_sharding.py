@@ -568,3 +568,44 @@ def test_five_servers_of_two_kinds(clusters: tuple[str, str, str]) -> None:
         Wide.drop_table()
     finally:
         ConnectionManager.reset()
+
+
+def test_a_mariadb_shard_killed_mid_query(clusters: tuple[str, str, str]) -> None:
+    """A MariaDB shard killed (SIGKILL, by its pid) while the fan-out waits on it: ShardError."""
+    from tests.servers import scratch_mariadb
+
+    ConnectionManager.reset()
+    with scratch_mariadb() as doomed:
+        ConnectionManager.configure({"s0": {"url": clusters[2]}, "s1": {"url": doomed},
+                                     "s2": {"url": SERVER_URLS["mysql"][1]}})
+        try:
+            Invoice.drop_table()
+            Invoice.create_table()
+            seed(6, 1)
+            with get_connection("s1").engine.connect() as conn:
+                pid_file = conn.exec_driver_sql("SELECT @@pid_file").scalar()
+            pid = int(Path(str(pid_file)).read_text().split()[0])
+            failure: list[BaseException] = []
+
+            def query() -> None:
+                try:
+                    Invoice.where("SLEEP(?) = 0", 2).order_by("total").all()
+                except BaseException as exc:   # handed to the test thread
+                    failure.append(exc)
+
+            runner = threading.Thread(target=query)
+            runner.start()
+            time.sleep(0.7)
+            os.kill(pid, signal.SIGKILL)        # the server dies under the running query
+            runner.join(15)
+            assert not runner.is_alive()
+            assert failure and isinstance(failure[0], ShardError), failure
+            assert failure[0].shard == "s1" and set(failure[0].failures) == {"s1"}
+            ConnectionManager.configure("s1", {"url": doomed})   # down: refused at once
+            with partial_results() as report:
+                assert Invoice.count() == 6 - sum(shard_of(Invoice, c) == "s1" for c in range(6))
+            assert list(report.failed) == ["s1"]
+            Invoice.on_shard("s0").all_rows().delete()
+            Invoice.on_shard("s2").all_rows().delete()
+        finally:
+            ConnectionManager.reset()
