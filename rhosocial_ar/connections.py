@@ -99,12 +99,13 @@ class Connection:
 
     def dispose(self) -> None:
         """Close the pool's connections (only for engines this library created)."""
+        # outside the bridge an async pool cannot close its connections: it drops them
+        close = not self.is_async or aio.in_bridge()
         if self._side is not None:
-            self._side.dispose()
+            self._side.dispose(close=close)
             self._side = None
         if self._owns_engine:
-            # outside the bridge an async pool cannot close its connections: it drops them
-            self.engine.dispose(close=not self.is_async or aio.in_bridge())
+            self.engine.dispose(close=close)
 
     def __repr__(self) -> str:
         url = self.safe_url

@@ -293,3 +293,22 @@ def arun_transfer(source: str, target: str, main: Callable[[], Awaitable[R]]) ->
             await ConnectionManager.areset()
 
     return asyncio.run(wrapper())
+
+
+def test_a_sync_reset_after_the_loop_drops_the_decision_logs_pool_quietly(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The decision log's side pool of an async connection, like its main pool, is dropped
+    (not closed, which needs the bridge) by a sync reset() after the event loop has ended."""
+    left, right = aurl("postgresql", 0, tmp_path), aurl("mysql", 1, tmp_path)
+
+    async def main() -> None:
+        ConnectionManager.reset()
+        configure(left, right)
+        await fresh_tables(Source, Target)
+        await Source.acreate(id=1, payload="one")
+        assert await amove_all() == 1            # the decision is written through the side pool
+
+    asyncio.run(main())
+    caplog.set_level("ERROR", logger="sqlalchemy.pool")
+    ConnectionManager.reset()
+    assert [r.getMessage() for r in caplog.records] == []
