@@ -456,7 +456,7 @@ def test_rows_as_dicts_take_any_names():
 
     names = ("age", "it's", 'a "b"\n}', "age2", "age")
     rows = [(1, 2, 3, 4, 5), (6, 7, 8, 9, 10)]
-    assert as_dicts(names)(rows) == [dict(zip(names, row)) for row in rows]
+    assert as_dicts(names)(rows) == [dict(zip(names, row, strict=True)) for row in rows]
     assert as_dicts(names) is as_dicts(names) and as_dicts(()) ([(), ()]) == [{}, {}]
     with pytest.raises(IndexError) as failed:
         as_dicts(("a", "b"))([(1,)])

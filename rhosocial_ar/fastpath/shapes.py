@@ -145,7 +145,7 @@ def _function(expr: Any, kind: type) -> Hashable | None:
     if any(result is own for own in column_types):     # sum(), max(), min(): the column's type
         result_key: Hashable = ("type of", column_types.index(result))
     elif type(result) in _PLAIN_RESULTS and not vars(result):
-        result_key = type(result)
+        result_key = ("type", type(result))
     else:
         return None
     return ("function", kind, state.get("name", kind.__name__), state.get("packagenames"),
