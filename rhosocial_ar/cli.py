@@ -101,8 +101,34 @@ def _run_recover(args: argparse.Namespace) -> int:
     for name in names or []:
         ConnectionManager.get(name)
     report = recover(names)
+    if any(c.is_async for c in ConnectionManager.connections()):
+        report = _with_async(report, names)
     print(report)
     return 1 if report.skipped else 0
+
+
+def _with_async(report: Any, names: list[str] | None) -> Any:
+    """``report`` of the sync connections, with what ``arecover()`` did on the async ones."""
+    import asyncio
+
+    from .connections import ConnectionManager
+    from .recovery import RecoveryReport, arecover
+
+    async def recover_async() -> RecoveryReport:
+        try:
+            return await arecover(names)
+        finally:
+            await ConnectionManager.areset()
+
+    is_async = {c.name: c.is_async for c in ConnectionManager.connections()}
+    done = asyncio.run(recover_async())
+    # each run lists the connections of the other kind as skipped: the other run took them
+    return RecoveryReport(
+        committed=report.committed + done.committed,
+        rolled_back=report.rolled_back + done.rolled_back,
+        skipped=[s for s in report.skipped if not is_async.get(s[0])]
+        + [s for s in done.skipped if is_async.get(s[0])],
+        busy=report.busy + done.busy)
 
 
 def _add_recover(commands: Any) -> None:

@@ -87,7 +87,7 @@ def recover(names: list[str] | None = None) -> RecoveryReport:
             kind, right = ("async", "await arecover()") if conn.is_async else ("sync", "recover()")
             report.skipped.append((conn.name, "-", f"{kind} connection: run {right} for it"))
     targets = [c for c in everything if names is None or c.name in names]
-    logs = _log_connections(everything)
+    logs = _log_connections(list(ConnectionManager.connections()))
     decisions: dict[str, str] = {}
     for conn in targets:
         if conn.read_only or conn.dialect.name == "sqlite" or support_problem(conn):
@@ -98,7 +98,7 @@ def recover(names: list[str] | None = None) -> RecoveryReport:
             _finish(conn, text, logs, decisions, report)
     if len(targets) == len(everything):
         # every connection was examined: a decision none of them still waits on is finished
-        _prune(logs.values(), report, _unfinished(report))
+        _prune(everything, report, _unfinished(report))
     if report.committed or report.rolled_back or report.skipped:
         log.info("recover(): %s", report)
     return report
@@ -115,6 +115,10 @@ def _finish(conn: Connection, text: str, logs: dict[str, Connection],
     log_conn = logs.get(xid.log_tag) if xid else None
     if xid is None or log_conn is None:
         report.skipped.append((conn.name, text, "its decision log's connection is not configured"))
+        return
+    if log_conn.is_async is not aio.in_bridge():
+        # a branch of the other kind's transaction, seen through a connection to the same
+        # server (MySQL's XA RECOVER is server-wide): the other kind's recovery finishes it
         return
     try:
         if xid.gtrid not in decisions:

@@ -299,7 +299,7 @@ def test_a_sync_reset_after_the_loop_drops_the_decision_logs_pool_quietly(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The decision log's side pool of an async connection, like its main pool, is dropped
     (not closed, which needs the bridge) by a sync reset() after the event loop has ended."""
-    left, right = aurl("postgresql", 0, tmp_path), aurl("mysql", 1, tmp_path)
+    left, right = aurl("postgresql", 0, tmp_path), aurl("postgresql", 1, tmp_path)
 
     async def main() -> None:
         ConnectionManager.reset()
@@ -312,3 +312,31 @@ def test_a_sync_reset_after_the_loop_drops_the_decision_logs_pool_quietly(
     caplog.set_level("ERROR", logger="sqlalchemy.pool")
     ConnectionManager.reset()
     assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_the_recover_command_finishes_async_connections_too(tmp_path: Path) -> None:
+    """``rhosocial-ar recover`` runs arecover() for the async connections an app configures."""
+    left, right = aurl("postgresql", 0, tmp_path), aurl("mysql", 1, tmp_path)
+
+    async def seed() -> None:
+        await fresh_tables(Source, Target)
+        await Source.abulk_insert([{"id": i, "payload": f"row {i}"} for i in range(1, ROWS + 1)])
+
+    arun(left, right, seed)
+    assert child("tests.async_twophase_child", left, right, "after_decision").returncode == CRASH_EXIT
+    app = tmp_path / "async_twophase_app.py"
+    app.write_text("from rhosocial_ar import ConnectionManager\n"
+                   "from tests.twophase_child import configure\n"
+                   f"configure({left!r}, {right!r})\n"
+                   f"ConnectionManager.configure('plain', {{'url': {SERVER_URLS['mysql'][0]!r}}})\n")
+    command = [sys.executable, "-m", "rhosocial_ar.cli", "recover", "--app", str(app)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("committed 2, rolled back 0, skipped 0"), done.stdout
+
+    async def check() -> None:
+        assert await run(in_doubt, ["left", "right"]) == []
+        assert sorted(await Target.apluck("id")) == list(range(1, ROWS + 1))
+        assert await Source.acount() == 0
+
+    arun(left, right, check)
