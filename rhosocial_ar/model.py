@@ -37,6 +37,7 @@ __all__ = ["ActiveRecord"]
 T = TypeVar("T", bound="ActiveRecord")
 _MISSING = object()
 _set = object.__setattr__   # past pydantic's __setattr__, for the library's own slots
+_HOOKS_INSIDE = frozenset({"after_create", "after_save"})   # run inside an insert's transaction
 _UNSET_MEANS_NONE = frozenset((*STATE_SLOTS, "__pydantic_extra__", "__pydantic_private__"))
 _PK_0 = pk_param(0)
 _NOTHING_KEPT: dict[str, Any] = {}
@@ -515,7 +516,9 @@ class ActiveRecord(BaseModel):
         conn = self._ar_connection()
         frame = current_frame(conn.name)
         if frame is None or conn.read_only:
-            with atomic(conn):          # a transaction of its own (read-only: refused)
+            # a transaction of its own (read-only: refused); just the INSERT when no
+            # hook runs inside it and no server default is read back after it
+            with atomic(conn, not meta.server_defaults and not meta.hooks & _HOOKS_INSIDE):
                 return self._ar_insert()
         frame.wrote = True
         values = self.__dict__

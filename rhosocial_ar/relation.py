@@ -23,6 +23,7 @@ import functools
 import re
 import sys
 import typing
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -374,13 +375,26 @@ def _resolve(owner: Any, name: str) -> type:
     raise ConfigurationError(f"{owner.__name__}: no model named {name!r} for a relation")
 
 
+# per model: (the size of each class's namespace along its MRO, its relations); walking
+# ActiveRecord's and pydantic's namespaces ran on every eager load, twice
+_relations: weakref.WeakKeyDictionary[type, tuple[tuple[int, ...], dict[str, Relation[Any]]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def relations_of(model: Any) -> dict[str, Relation[Any]]:
+    """The model's relations by name, in declaration order (a new dict each call)."""
+    mro = model.__mro__
+    sizes = tuple([len(vars(klass)) for klass in mro])   # an attribute set later: walked again
+    known = _relations.get(model)
+    if known is not None and known[0] == sizes:
+        return dict(known[1])
     found: dict[str, Relation[Any]] = {}
-    for klass in reversed(model.__mro__):
+    for klass in reversed(mro):
         for name, value in vars(klass).items():
             if isinstance(value, Relation):
                 found[name] = value
-    return found
+    _relations[model] = (sizes, found)
+    return dict(found)
 
 
 def eager_load(model: Any, records: list[Any], paths: Sequence[Any]) -> None:

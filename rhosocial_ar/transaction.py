@@ -359,8 +359,12 @@ class Transaction(_Settings):
 
 
 @contextmanager
-def atomic(connection: Connection) -> Iterator[Frame]:
-    """Join the open transaction on ``connection``, or run in a new one."""
+def atomic(connection: Connection, one_statement: bool = False) -> Iterator[Frame]:
+    """Join the open transaction on ``connection``, or run in a new one.
+
+    ``one_statement``: the caller sends exactly one statement and runs no hook
+    inside; a new transaction may then be that statement alone (bridge.py).
+    """
     if connection.read_only:
         raise ReadOnlyError(f"connection {connection.name!r} is read-only; nothing was written")
     frame = current_frame(connection.name)
@@ -369,9 +373,17 @@ def atomic(connection: Connection) -> Iterator[Frame]:
         yield frame
         return
     with Transaction(connection) as tx:
-        assert tx._frame is not None
-        tx._frame.wrote = True
-        yield tx._frame
+        frame = tx._frame
+        assert frame is not None
+        frame.wrote = True
+        if not (one_statement and connection.is_async and bridge.autocommit_write(frame.sa_conn, True)):
+            yield frame
+            return
+        try:
+            yield frame
+        finally:     # before the COMMIT (a no-op now) and the return to the pool
+            if not frame.sa_conn.invalidated:
+                bridge.autocommit_write(frame.sa_conn, False)
 
 
 class reading:  # noqa: N801 - a context manager used like a function

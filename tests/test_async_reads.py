@@ -1,4 +1,5 @@
-"""A read outside a transaction on asyncpg runs in autocommit: one round trip, no BEGIN/ROLLBACK.
+"""A read outside a transaction on asyncpg runs in autocommit: one round trip, no BEGIN/ROLLBACK;
+so does a create that is one INSERT with no hook inside its transaction.
 
 What asyncpg sends is seen through its own query logger (which reports its
 BEGIN, COMMIT and ROLLBACK, though not prepared statements), on every pooled
@@ -9,11 +10,12 @@ their BEGIN.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import sqlalchemy as sa
 
-from rhosocial_ar import ConnectionManager, get_connection
+from rhosocial_ar import ActiveRecord, ConnectionManager, Field, IntegerPKMixin, get_connection
 from tests.conftest import SERVER_URLS, _missing, _wipe, require_backend
 from tests.test_async import ASYNC_DRIVERS, AUser, async_url
 
@@ -65,10 +67,17 @@ def run(config: dict[str, Any], main: Any) -> Any:
     return asyncio.run(wrapper())
 
 
+async def settled(sent: list[str]) -> list[str]:
+    """``sent`` once asyncpg has called its loggers (soon after each query)."""
+    await asyncio.sleep(0.02)
+    return sent
+
+
 def test_reads_send_no_begin_and_writes_and_blocks_do(pg_async: str) -> None:
     async def main(sent: list[str]) -> None:
         ann = await AUser.acreate(name="ann", age=30)
-        assert begins(sent) == 1                                  # a write is a transaction
+        await AUser.where(id=ann.id).aupdate(age=30)
+        assert begins(await settled(sent)) == 1                   # a write is a transaction
         del sent[:]
         assert (await AUser.afind(ann.id)).name == "ann"
         assert await AUser.where("age > ?", 20).acount() == 1
@@ -78,8 +87,8 @@ def test_reads_send_no_begin_and_writes_and_blocks_do(pg_async: str) -> None:
             await AUser.where(id=ann.id).aupdate(age=31)
             assert (await AUser.afind(ann.id)).age == 31          # in the block: its own write
         assert begins(sent) == 1
-        await AUser.acreate(name="bob")                           # the pool is not left in autocommit
-        assert begins(sent) == 2
+        await AUser.where(id=ann.id).aupdate(age=32)              # the pool is not left in autocommit
+        assert begins(await settled(sent)) == 2
 
     run({"url": pg_async, "pool_size": 1, "max_overflow": 0}, main)
 
@@ -100,3 +109,76 @@ def test_a_connection_at_another_isolation_level_keeps_its_begin(pg_async: str) 
         run({"engine": engine}, main)
     finally:
         asyncio.run(engine.dispose())
+
+
+class Tracked(IntegerPKMixin, ActiveRecord):
+    """A model whose hooks run outside the INSERT's transaction: its create may be the INSERT alone."""
+
+    __table_name__ = "async_tracked"
+    name: str = Field(max_length=40, unique=True)
+    calls: ClassVar[list[str]] = []
+
+    def before_save(self) -> None:
+        self.calls.append(f"before_save {self.name}")
+
+    def before_create(self) -> None:
+        self.calls.append(f"before_create {self.name}")
+
+    def after_commit(self) -> None:
+        self.calls.append(f"after_commit {self.name} {self.id is not None}")
+
+    def after_rollback(self) -> None:
+        self.calls.append(f"after_rollback {self.name} {self.id}")
+
+
+class TrackedInside(Tracked):
+    """after_save runs inside the transaction (and may fail it): BEGIN and COMMIT stay."""
+
+    __table_name__ = "async_tracked_inside"
+
+    def after_save(self) -> None:
+        self.calls.append(f"after_save {self.name}")
+        if self.name == "refused":
+            raise ValueError("refused by after_save")
+
+
+def test_a_create_without_hooks_inside_is_its_insert_alone(pg_async: str) -> None:
+    """No BEGIN, no COMMIT; the same hooks in the same order, the same errors and rollback state."""
+    async def main(sent: list[str]) -> None:
+        for model in (Tracked, TrackedInside):
+            await model.adrop_table()
+            await model.acreate_table()
+        del (await settled(sent))[:], Tracked.calls[:]
+        ann = await Tracked.acreate(name="ann")
+        assert (await settled(sent)) == [] and ann.id is not None     # the INSERT: a prepared statement
+        assert Tracked.calls == ["before_save ann", "before_create ann", "after_commit ann True"]
+        del Tracked.calls[:]
+        again = Tracked(name="ann")
+        with pytest.raises(sa.exc.IntegrityError):
+            await again.asave()
+        assert Tracked.calls == ["before_save ann", "before_create ann", "after_rollback ann None"]
+        assert again.id is None and again.is_new_record
+        assert await Tracked.acount() == 1
+        assert (await settled(sent)) == []
+        # the connection went back to the pool at its own level: a block still rolls back
+        with pytest.raises(RuntimeError):
+            async with Tracked.atransaction():
+                await Tracked.acreate(name="bob")
+                raise RuntimeError("undo")
+        assert await Tracked.where(name="bob").acount() == 0
+        assert begins(await settled(sent)) == 1
+        del sent[:], Tracked.calls[:]
+        await TrackedInside.acreate(name="cy")
+        assert begins(await settled(sent)) == 1 and any(q.startswith("COMMIT") for q in sent)
+        with pytest.raises(ValueError, match="refused by after_save"):
+            await TrackedInside.acreate(name="refused")
+        assert await TrackedInside.where(name="refused").acount() == 0
+        assert Tracked.calls[-2:] == ["after_save refused", "after_rollback refused None"]
+        with pytest.raises(sa.exc.IntegrityError):                    # as on the INSERT alone
+            await TrackedInside.acreate(name="cy")
+        del sent[:]
+        async with Tracked.atransaction():                            # inside a block: the block's
+            await Tracked.acreate(name="dee")
+        assert begins(await settled(sent)) == 1
+
+    run({"url": pg_async, "pool_size": 1, "max_overflow": 0}, main)

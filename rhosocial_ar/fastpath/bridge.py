@@ -16,7 +16,9 @@ SQLAlchemy
                                           its ``autocommit`` switch and ``isolation_level``:
                                           a read outside a transaction runs in autocommit,
                                           sparing asyncpg's BEGIN and ROLLBACK round trips
-                                          (``autocommit_read``); without them it sends both
+                                          (``autocommit_read``), and so does a create that
+                                          is one INSERT (``autocommit_write``); without them
+                                          both send BEGIN and COMMIT/ROLLBACK
 aiosqlite (the SQLite collation of decimals stored as text, ``dialects.py``)
   AdaptedConnection.driver_connection     public: the aiosqlite Connection
   aiosqlite.Connection._execute, ._conn   its worker thread, and the sqlite3 connection
@@ -30,7 +32,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["autocommit_read", "check", "sqlite_collation", "spawn"]
+from . import guard
+
+__all__ = ["autocommit_read", "autocommit_write", "check", "sqlite_collation", "spawn"]
 
 log = logging.getLogger("rhosocial_ar")
 R = TypeVar("R")
@@ -84,14 +88,33 @@ def autocommit_read(sa_conn: Any, on: bool) -> None:
     only connections at that level (or the server default) are switched.
     ``sa_conn`` is a pooled SQLAlchemy Connection with no transaction open.
     """
+    _switch(sa_conn, on)
+
+
+def autocommit_write(sa_conn: Any, on: bool) -> bool:
+    """Run a transaction that will send exactly one write statement in autocommit (asyncpg only).
+
+    One statement in autocommit is its own transaction, as atomic as inside
+    BEGIN and COMMIT, which become no-ops here (the adapter sends them only
+    around a transaction it began). ``sa_conn``: the SQLAlchemy Connection of an
+    outermost block just begun, nothing sent yet. True when it was switched on.
+    """
+    if on and guard.watched(sa_conn):     # a listener may send statements of its own
+        return False
+    return _switch(sa_conn, on)
+
+
+def _switch(sa_conn: Any, on: bool) -> bool:
     adapter: Any = sa_conn.connection.dbapi_connection
     if type(adapter) is not _asyncpg_adapter():
-        return
+        return False
     if on:
         if adapter.isolation_level in (None, "read_committed") and adapter._transaction is None:
             adapter.autocommit = True
+            return True
     elif adapter.isolation_level == "autocommit" and adapter._isolation_setting != "autocommit":
         adapter.autocommit = False      # back to the connection's own level
+    return False
 
 
 def sqlite_collation(dbapi_connection: Any, name: str, compare: Callable[[str, str], int]) -> None:
