@@ -44,6 +44,7 @@ from .fanout import partial_results
 from .mixins import IntegerPKMixin, OptimisticLockMixin, SoftDeleteMixin, TimestampMixin
 from .model import ActiveRecord
 from .query import Query
+from .rebalance import RebalanceReport, rebalance
 from .recovery import RecoveryReport, arecover, recover
 from .relation import BelongsTo, HasMany, HasOne
 from .schema import Field
@@ -77,6 +78,7 @@ __all__ = [
     "PoolExhausted",
     "Query",
     "QueryError",
+    "RebalanceReport",
     "ReadOnlyError",
     "RecordNotFound",
     "ReplicaUnavailableWarning",
@@ -99,6 +101,7 @@ __all__ = [
     "atransfer",
     "get_connection",
     "partial_results",
+    "rebalance",
     "recover",
     "register_tenant_schemas",
     "register_tenants",

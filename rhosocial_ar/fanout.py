@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
+from . import moves
 from .connections import get_connection
 from .errors import QueryError, ShardError, describe_error
 from .relation import eager_load
@@ -95,6 +96,12 @@ def gather(shards: Sequence[str], work: Callable[[str], R]) -> list[R]:
     column name, say) is the query's own and raised as it is.
     """
     connections = [get_connection(s) for s in shards]   # an unknown name fails before any SQL
+    with moves.reading(shards):     # a shard move's batch is all done or not begun (moves.py)
+        return _answers(shards, _run(shards, connections, work))
+
+
+def _run(shards: Sequence[str], connections: list[Any], work: Callable[[str], R],
+         ) -> list[tuple[bool, Any]]:
     outcomes: list[tuple[bool, Any]] = []
     if len(shards) == 1 or _in_worker.get() or any(c.is_async for c in connections):
         for shard in shards:    # no pool: one shard, a fan-out inside a fan-out, or async
@@ -115,7 +122,7 @@ def gather(shards: Sequence[str], work: Callable[[str], R]) -> list[R]:
                 outcomes.append((False, error))
             else:
                 raise error
-    return _answers(shards, outcomes)
+    return outcomes
 
 
 def _answers(shards: Sequence[str], outcomes: list[tuple[bool, Any]]) -> list[Any]:

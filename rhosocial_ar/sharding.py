@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import routing
+from . import moves, routing
 from .errors import ConfigurationError, CrossConnectionError, QueryError, UnknownColumnError
 from .transaction import current_frame
 
@@ -113,8 +113,16 @@ class ShardSpec:
 
 def declare(model: Any) -> None:
     """Check a model's ``__shards__``, ``__shard_key__`` and ``__shard_by__`` at class creation."""
-    shards, key = model.__shards__, model.__shard_key__
-    by = getattr(model, "__shard_by__", "hash")
+    model.__ar_shard_spec__ = make_spec(model, model.__shards__, model.__shard_key__,
+                                        getattr(model, "__shard_by__", "hash"))
+    # create_all() would create the table on __connection__; create_table() does every shard
+    table = model.__table__
+    if table.metadata.tables.get(table.key) is table:
+        table.metadata.remove(table)
+
+
+def make_spec(model: Any, shards: Any, key: Any, by: Any) -> ShardSpec:
+    """A shard map for ``model``, checked (``ConfigurationError``): its declaration or a new one."""
     name = model.__name__
     if (isinstance(shards, str) or not isinstance(shards, Sequence) or not shards
             or not all(isinstance(s, str) for s in shards) or len(set(shards)) != len(shards)):
@@ -131,11 +139,7 @@ def declare(model: Any) -> None:
     elif by != "hash" and not callable(by):
         raise ConfigurationError(f"{name}.__shard_by__ must be 'hash', shard_ranges(...) or a "
                                  f"function of the key, not {by!r}")
-    model.__ar_shard_spec__ = ShardSpec(model, tuple(shards), key, by)
-    # create_all() would create the table on __connection__; create_table() does every shard
-    table = model.__table__
-    if table.metadata.tables.get(table.key) is table:
-        table.metadata.remove(table)
+    return ShardSpec(model, tuple(shards), key, by)
 
 
 def spec_of(model: Any) -> ShardSpec:
@@ -149,8 +153,9 @@ def shard_of(model: Any, key: Any) -> str:
 
 
 def check_shard(model: Any, name: str) -> str:
-    """``name`` if it is one of the model's shards, else a ``QueryError``."""
-    shards = spec_of(model).shards
+    """``name`` if it is one of the model's shards (of either map during a move), else a ``QueryError``."""
+    move = moves.of(model)
+    shards = spec_of(model).shards if move is None else move.shards
     if name not in shards:
         raise QueryError(f"{model.__name__} has no shard {name!r}; shards: {list(shards)}")
     return name
@@ -163,16 +168,19 @@ def plan(query: Query[Any]) -> tuple[str, ...]:
     if pinned is not None:
         return (pinned,)
     spec = spec_of(model)
+    move = moves.of(model)       # during a move a key's rows may be on its old shard still
+    every = spec.shards if move is None else move.shards
     values = dict(query._args)
     for item in query._wheres:
         if item[0] == "eq" and item[1] == spec.key:
-            return (spec.pick(values[item[2]]),)
+            return (spec.pick(values[item[2]]),) if move is None else move.picks(values[item[2]])
     for item in query._wheres:
         if item[0] == "in" and item[1] == spec.key:
-            picked = {spec.pick(value) for value in values[item[2]]}
+            picked = {s for value in values[item[2]]
+                      for s in ((spec.pick(value),) if move is None else move.picks(value))}
             # an empty IN list matches nothing: any one shard says so
-            return tuple(s for s in spec.shards if s in picked) or spec.shards[:1]
-    return spec.shards
+            return tuple(s for s in every if s in picked) or every[:1]
+    return every
 
 
 def single(query: Query[Any], what: str) -> Query[Any]:
@@ -235,7 +243,8 @@ def write(query: Query[Any], runner: Callable[[Query[Any]], int]) -> int:
     """An UPDATE or DELETE of a sharded query: on its one shard, or on each inside one unit."""
     shards = plan(query)
     check_unit(query.model, shards)
-    return sum(runner(query.using(shard)) for shard in shards)
+    with moves.reading(shards):       # not between the two sides of a batch being moved
+        return sum(runner(query.using(shard)) for shard in shards)
 
 
 def connections(model: Any) -> list[Any]:
