@@ -154,8 +154,16 @@ def _add_transfer(commands: Any) -> None:
     add_transfer(commands)
 
 
+def _add_shards(commands: Any) -> None:
+    """Declare ``rhosocial-ar shards`` (``rhosocial_ar.cli_shards``)."""
+    from .cli_shards import add_shards
+
+    add_shards(commands)
+
+
 # one entry per subcommand
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_db, _add_recover, _add_transfer]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_db, _add_recover, _add_transfer,
+                                            _add_shards]
 
 
 def build_parser() -> argparse.ArgumentParser:
