@@ -62,8 +62,8 @@ class UTCDateTime(sa.TypeDecorator[datetime.datetime]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         return to_naive_utc(value)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        return value
+    # no process_result_value: values come back as the DATETIME gives them, and without
+    # one SQLAlchemy uses the DATETIME's own result processor (none on PostgreSQL)
 
     @property
     def python_type(self) -> type:
