@@ -16,6 +16,7 @@ refused before it sends anything, by ``check()``, with the call to use instead.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from types import FrameType
@@ -27,7 +28,7 @@ from sqlalchemy.engine import Engine
 from .errors import ConfigurationError, ConnectionModeError
 from .fastpath import bridge
 
-__all__ = ["check", "checked_engine", "create_engine", "engine_of", "in_bridge", "iterate", "run"]
+__all__ = ["check", "checked_engine", "create_engine", "engine_of", "in_bridge", "iterate", "run", "sleep"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -49,6 +50,15 @@ def _inside(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any])
 async def run(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
     """Await the sync ``fn(*args, **kwargs)``, whose statements may go to async connections."""
     return await bridge.spawn(_inside, fn, args, kwargs)
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep`` for sync code that may run in the bridge: there it awaits ``asyncio.sleep``,
+    so a retry's wait inside ``await atransfer(...)`` does not stop the task's event loop."""
+    if _bridged.get():
+        bridge.sleep(seconds)
+    else:
+        time.sleep(seconds)
 
 
 _END = object()

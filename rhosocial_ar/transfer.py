@@ -233,7 +233,7 @@ def _batches(query: Query[Any], reader: _Reader, strategy: str, source_name: str
                     raise
                 log.info("transfer(): batch after %s hit %s, retrying", last,
                          type(getattr(exc, "orig", None) or exc).__name__)
-                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+                aio.sleep(min(0.05 * 2 ** attempt, 1.0))   # in atransfer(): the loop runs on
         if not items:
             return
         last = reader.key(items[-1])

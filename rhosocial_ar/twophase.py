@@ -25,7 +25,6 @@ last, with the decision row inside its own transaction (last-resource commit).
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from collections.abc import Callable
 from contextvars import Token
@@ -180,7 +179,7 @@ class TwoPhaseTransaction(Transaction, two_phase=True):
                         return True
             except sa.exc.DBAPIError as exc:     # the database is out of reach: recover() will do
                 log.debug("no fresh session for %s: %s", self.xid, exc.orig)
-            time.sleep(0.05 * 2 ** attempt)       # busy: another session is finishing it
+            aio.sleep(0.05 * 2 ** attempt)        # busy: another session is finishing it
         return False
 
     def abandon(self) -> None:

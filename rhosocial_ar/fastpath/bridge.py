@@ -12,6 +12,10 @@ SQLAlchemy
   sqlalchemy.util.greenlet_spawn          runs a sync function in that greenlet; the
                                           public ``AsyncSession.run_sync`` does the same
                                           with a session we never use (the fallback)
+  sqlalchemy.util.await_only              awaits a coroutine from inside the greenlet (the
+                                          driver's own calls use it); ``sleep`` awaits
+                                          ``asyncio.sleep`` with it, so a wait in sync code
+                                          lets the event loop run; without it, time.sleep
   sqlalchemy.dialects.postgresql.asyncpg.AsyncAdapt_asyncpg_connection
                                           its ``autocommit`` switch and ``isolation_level``:
                                           a read outside a transaction runs in autocommit,
@@ -28,13 +32,15 @@ aiosqlite (the SQLite collation of decimals stored as text, ``dialects.py``)
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import guard
 
-__all__ = ["autocommit_read", "autocommit_write", "check", "sqlite_collation", "spawn"]
+__all__ = ["autocommit_read", "autocommit_write", "check", "sleep", "sqlite_collation", "spawn"]
 
 log = logging.getLogger("rhosocial_ar")
 R = TypeVar("R")
@@ -44,6 +50,12 @@ try:
     from sqlalchemy.util import greenlet_spawn as _greenlet_spawn
 except ImportError:    # moved or gone: the public path below
     _greenlet_spawn = None
+
+_await_only: Callable[..., Any] | None
+try:
+    from sqlalchemy.util import await_only as _await_only
+except ImportError:    # gone: waits in the bridge block the event loop, as time.sleep does
+    _await_only = None
 
 _warned: set[str] = set()
 
@@ -60,6 +72,22 @@ async def spawn(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
 
     # a session that is never used: no connection is checked out for it
     return await AsyncSession().run_sync(lambda _session: fn(*args, **kwargs))
+
+
+def sleep(seconds: float) -> None:
+    """Wait in sync code run in the bridge: ``asyncio.sleep``, so other tasks run meanwhile.
+
+    Outside the greenlet of ``spawn()`` (a thread started from it), ``time.sleep``.
+    """
+    if _await_only is not None:
+        from sqlalchemy.exc import MissingGreenlet
+
+        try:
+            _await_only(asyncio.sleep(seconds))
+            return
+        except MissingGreenlet:    # not in the bridge's greenlet: the coroutine was closed
+            pass
+    time.sleep(seconds)
 
 
 _ASYNCPG_SWITCH = ("autocommit", "isolation_level", "_isolation_setting", "_transaction")
@@ -139,6 +167,8 @@ def check() -> list[str]:
     problems: list[str] = []
     if _greenlet_spawn is None:
         problems.append("sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)")
+    if _await_only is None:
+        problems.append("sqlalchemy.util.await_only is gone (waits in the bridge block the loop)")
     if _asyncpg_adapter() is None:
         problems.append("AsyncAdapt_asyncpg_connection lacks one of "
                         f"{', '.join(_ASYNCPG_SWITCH)} (reads on asyncpg send BEGIN)")
