@@ -3,9 +3,12 @@
     $ rhosocial-ar db revision -c sales -m "add invoices" --autogenerate --app myapp
     $ rhosocial-ar db upgrade --all --app myapp
     $ rhosocial-ar db upgrade -c sales --sql --app myapp      # the SQL, not run
+    $ rhosocial-ar db upgrade --shards Invoice --app myapp    # every shard (migrate_many.py)
+    $ rhosocial-ar db upgrade --tenants --app myapp           # every tenant, with a progress bar
 
 Each subcommand acts on one connection (``-c NAME``) or, with ``--all``, on
 each in name order; ``--app`` names what configures the connections.
+``--shards`` and ``--tenants`` run one chain on many databases (cli_db_many.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_app import APP_VARIABLE, load_configured_app, with_options
+from .cli_db_many import add_many, run_many
 from .errors import CommandError
 
 __all__ = ["add_db"]
@@ -31,6 +35,8 @@ examples:
   rhosocial-ar db upgrade --all --app myapp
   rhosocial-ar db downgrade -c sales -1
   rhosocial-ar db check --all        # exits 1 when models and databases differ
+  rhosocial-ar db upgrade --shards Invoice --app myapp   # the shard group's chain, on every shard
+  rhosocial-ar db upgrade --tenants --app myapp          # the tenants' chain, on every tenant
 
 --app (or ${APP_VARIABLE}) names the module that configures the connections and
 imports every model; see docs/migrations.md.
@@ -49,8 +55,10 @@ def add_db(commands: Any) -> None:
     )
     actions = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
 
-    def add(name: str, summary: str, description: str, all_help: str | None) -> argparse.ArgumentParser:
-        """A subcommand; ``all_help`` None: no connection at all (init), "": -c only (merge)."""
+    def add(name: str, summary: str, description: str, all_help: str | None,
+            many: bool = False) -> argparse.ArgumentParser:
+        """A subcommand; ``all_help`` None: no connection at all (init), "": -c only (merge);
+        ``many``: also --shards and --tenants."""
         parser: argparse.ArgumentParser = actions.add_parser(name, help=summary, description=description)
         parser.set_defaults(handler=_run_db)
         if all_help is not None:
@@ -58,6 +66,8 @@ def add_db(commands: Any) -> None:
             which.add_argument("-c", "--connection", metavar="NAME", help="the connection to act on")
             if all_help:
                 which.add_argument("--all", action="store_true", help=all_help)
+            if many:
+                add_many(parser, which)
             parser.add_argument(
                 "--app", metavar="MODULE", default=None,
                 help="the module that configures the connections and imports every model: "
@@ -77,38 +87,41 @@ def add_db(commands: Any) -> None:
         "Write DIR/NAME/versions/<id>_<message>.py. With --autogenerate it holds what turns "
         "the connection's database into its models (other connections' tables are left "
         "alone); when they already agree no file is written.",
-        "every connection that has migrations or models")
+        "every connection that has migrations or models", many=True)
     revision.add_argument("-m", "--message", required=True, help="what the revision does")
     revision.add_argument("--autogenerate", action="store_true",
                           help="compare the models with the database and write the difference")
     sql = ("print the SQL instead of running it (Alembic's offline mode): the database is "
            "not read; REVISION may be START:END, and is for a downgrade")
     upgrade = add("upgrade", "run a connection's migrations up to a revision",
-                  "Run the connection's own migrations up to REVISION.", chains)
+                  "Run the connection's own migrations up to REVISION.", chains, many=True)
     upgrade.add_argument("revision", nargs="?", default="head", metavar="REVISION",
                          help="where to stop (default: head; heads: every branch's head)")
     upgrade.add_argument("--sql", action="store_true", help=sql)
     downgrade = add("downgrade", "undo a connection's migrations down to a revision",
-                    "Run the downgrades of the connection's migrations down to REVISION.", chains)
+                    "Run the downgrades of the connection's migrations down to REVISION.", chains,
+                    many=True)
     downgrade.add_argument("revision", metavar="REVISION",
                            help="-1 (one step), a revision id, or base (all of them)")
     downgrade.add_argument("--sql", action="store_true", help=sql)
     add("current", "show the revision each database is at",
         "Show the revision recorded in the connection's version table, and its chain's head.",
-        chains)
+        chains, many=True)
     add("history", "list a connection's revisions, newest first",
-        "List the revisions of the connection's chain, newest first (reads files only).", chains)
+        "List the revisions of the connection's chain, newest first (reads files only).", chains,
+        many=True)
     add("check", "exit 1 when models and database differ",
         "Compare the connection's models with its database; list each difference and exit 1 "
         "when there is any, or when the database is not at the chain's head.",
         "every connection that has migrations or models")
     add("stamp", "record a revision without running migrations",
         "Write REVISION to the connection's version table without running any migration, "
-        "e.g. to adopt a database an existing Alembic setup created.", chains).add_argument(
+        "e.g. to adopt a database an existing Alembic setup created.", chains, many=True).add_argument(
         "revision", metavar="REVISION", help="a revision id, head or base")
     add("heads", "list the newest revisions of a connection's chain",
         "List the heads of the connection's chain: one, unless two revisions revise the same "
-        "parent (two branches, e.g. from two developers); then `merge` joins them.", chains)
+        "parent (two branches, e.g. from two developers); then `merge` joins them.", chains,
+        many=True)
     add("branches", "list the revisions where a connection's chain branches",
         "List each revision that two or more revisions revise, with those revisions.", chains)
     merge = add("merge", "write a revision that joins a connection's branches",
@@ -134,6 +147,8 @@ def _run_db(args: argparse.Namespace) -> int:
             print(f"{_shown(args.directory)} already has env.py and script.py.mako")
         return 0
     load_configured_app(args.app)
+    if getattr(args, "shards", None) is not None or getattr(args, "tenants", False):
+        return run_many(args)
     if args.connection is not None:
         names = [args.connection]
     else:

@@ -37,12 +37,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from . import aio, registry
+from . import aio, migrate_groups, registry
 from .connections import ConnectionManager, get_connection
 from .errors import MigrationError, ReadOnlyError, describe_error
 
 __all__ = [
-    "DEFAULT_DIRECTORY", "RevisionInfo", "all_names", "branches", "check", "check_all", "current",
+    "DEFAULT_DIRECTORY", "Chain", "RevisionInfo", "all_names", "branches", "check", "check_all", "current",
     "current_all", "describe", "downgrade", "downgrade_all", "downgrade_sql", "heads", "history",
     "init", "merge", "revision", "revision_all", "run_environment", "stamp", "unconfigured_models",
     "upgrade", "upgrade_all", "upgrade_sql", "version_table", "versions_dir",
@@ -56,11 +56,26 @@ TEMPLATE = Path(__file__).resolve().parent / "templates" / "migrations"
 TEMPLATE_FILES = ("env.py", "script.py.mako")
 # the Config attribute that tells env.py which connection a run is for
 CONNECTION_ATTRIBUTE = "rhosocial_ar.connection"
+# ... and which chain, when it is not the connection's own (a shard group's, the tenants')
+CHAIN_ATTRIBUTE = "rhosocial_ar.chain"
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _MAX_IDENTIFIER = 63      # PostgreSQL's limit; MySQL allows 64
 
 PathLike = str | Path
+
+
+class Chain(NamedTuple):
+    """A chain run on connections that are not its own: a shard group's or the tenant models'
+    (migrate_many.py). The functions below take one as ``chain=``; without it a connection
+    runs its own chain, ``DIR/<name>/versions`` and ``alembic_version_<name>``."""
+
+    path: str                   # its directory below DIR: 'shards/invoices', 'tenants'
+    version_table: str
+    metadata: sa.MetaData
+    option: str                 # how the command line names it: '--shards invoices', '--tenants'
+    label: str                  # how messages name it: "shard group 'invoices'"
+    schema: str | None = None   # the version table's schema (a tenant's), else the default one
 
 
 class RevisionInfo(NamedTuple):
@@ -86,6 +101,9 @@ def _check_name(name: str) -> str:
 
 def version_table(name: str) -> str:
     """The table that records where ``name``'s database is in its chain: ``alembic_version_<name>``."""
+    if name in migrate_groups.RESERVED:
+        raise MigrationError(f"connection name {name!r} is reserved: {name}/ in the migrations "
+                             f"directory holds the chains of {name}")
     table = f"{VERSION_TABLE_PREFIX}_{re.sub(r'[^a-z0-9_]', '_', _check_name(name).lower())}"
     if len(table) > _MAX_IDENTIFIER:
         raise MigrationError(f"connection name {name!r} is too long for a version table name")
@@ -95,6 +113,16 @@ def version_table(name: str) -> str:
 def versions_dir(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> Path:
     """Where ``name``'s revision files live: ``<directory>/<name>/versions``."""
     return Path(directory) / _check_name(name) / "versions"
+
+
+def _versions(name: str, directory: PathLike, chain: Chain | None) -> Path:
+    if chain is None:
+        return versions_dir(name, directory)
+    return Path(directory) / chain.path / "versions"
+
+
+def _option(name: str, chain: Chain | None) -> str:
+    return chain.option if chain is not None else f"-c {name}"
 
 
 def init(directory: PathLike = DEFAULT_DIRECTORY) -> list[Path]:
@@ -114,7 +142,8 @@ def _chains(directory: PathLike) -> list[str]:
     root = Path(directory)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "versions").is_dir() and _NAME.match(p.name))
+    return sorted(p.name for p in root.iterdir() if (p / "versions").is_dir() and _NAME.match(p.name)
+                  and p.name not in migrate_groups.RESERVED)
 
 
 def _model_connections() -> list[str]:
@@ -128,7 +157,7 @@ def _model_connections() -> list[str]:
 
 def unconfigured_models() -> list[tuple[str, str]]:
     """(model, connection) for each model whose ``__connection__`` names no configured connection."""
-    configured = set(ConnectionManager.names())
+    configured = set(ConnectionManager.names()) | {migrate_groups.tenant_placeholder()}
     return sorted(
         (f"{model.__module__}.{model.__qualname__}", name)
         for name, metadata in registry.tables_by_connection().items() if name not in configured
@@ -156,41 +185,43 @@ def all_names(directory: PathLike = DEFAULT_DIRECTORY, *, with_models: bool = Fa
 
 # -- Alembic configuration ----------------------------------------------------
 
-def _config(name: str, directory: PathLike) -> Config:
-    """An Alembic Config for one connection's chain (the connection must be configured)."""
+def _config(name: str, directory: PathLike, chain: Chain | None = None) -> Config:
+    """An Alembic Config for one connection's chain, or ``chain`` run on the connection
+    (which must be configured)."""
     get_connection(name)   # raises ConnectionNotFound for an unknown name
     root = Path(directory)
     config = Config(stdout=io.StringIO(), cmd_opts=argparse.Namespace(quiet=True),
-                    attributes={CONNECTION_ATTRIBUTE: name})
+                    attributes={CONNECTION_ATTRIBUTE: name, CHAIN_ATTRIBUTE: chain})
     for option, value in (
         ("script_location", str(root)),
-        ("version_locations", str(versions_dir(name, root))),
+        ("version_locations", str(_versions(name, root, chain))),
         ("path_separator", "newline"),
     ):
         config.set_main_option(option, value.replace("%", "%%"))
     return config
 
 
-def _no_migrations(name: str, directory: PathLike) -> MigrationError:
+def _no_migrations(name: str, directory: PathLike, chain: Chain | None = None) -> MigrationError:
+    what = f"connection {name!r}" if chain is None else chain.label
     return MigrationError(
-        f"no migrations yet for connection {name!r} in {versions_dir(name, directory)}; "
-        f"create the first with `rhosocial-ar db revision -c {name} --autogenerate -m MESSAGE`"
+        f"no migrations yet for {what} in {_versions(name, directory, chain)}; create the first "
+        f"with `rhosocial-ar db revision {_option(name, chain)} --autogenerate -m MESSAGE`"
     )
 
 
-def _script(name: str, directory: PathLike, config: Config) -> ScriptDirectory:
-    """The chain of ``name``; raises ``MigrationError`` when it has no revision yet."""
-    if not versions_dir(name, directory).is_dir() or not (Path(directory) / "env.py").is_file():
-        raise _no_migrations(name, directory)
-    with _alembic_errors(name):
+def _script(name: str, directory: PathLike, config: Config, chain: Chain | None = None) -> ScriptDirectory:
+    """The chain of ``name`` (or ``chain``); raises ``MigrationError`` when it has no revision yet."""
+    if not _versions(name, directory, chain).is_dir() or not (Path(directory) / "env.py").is_file():
+        raise _no_migrations(name, directory, chain)
+    with _alembic_errors(name, chain):
         script = ScriptDirectory.from_config(config)
         if not script.get_heads():
-            raise _no_migrations(name, directory)
+            raise _no_migrations(name, directory, chain)
     return script
 
 
 @contextmanager
-def _alembic_errors(name: str) -> Iterator[None]:
+def _alembic_errors(name: str, chain: Chain | None = None) -> Iterator[None]:
     """Re-raise Alembic's command errors, and the database's errors while a migration runs,
     as ``MigrationError`` naming the connection (the original is kept as ``__cause__``)."""
     try:
@@ -198,8 +229,8 @@ def _alembic_errors(name: str) -> Iterator[None]:
     except CommandError as exc:
         hint = ""
         if "multiple head" in str(exc).lower():    # two branches: Alembic's way out is a merge
-            hint = (f"; see them with `rhosocial-ar db heads -c {name}`, join them with "
-                    f"`rhosocial-ar db merge -c {name} -m MESSAGE`")
+            hint = (f"; see them with `rhosocial-ar db heads {_option(name, chain)}`, join them "
+                    f"with `rhosocial-ar db merge {_option(name, chain)} -m MESSAGE`")
         raise MigrationError(f"connection {name!r}: {exc}{hint}") from exc
     except sa.exc.SQLAlchemyError as exc:
         raise MigrationError(f"connection {name!r}: {describe_error(exc)}") from exc
@@ -213,22 +244,22 @@ def _writable(name: str) -> None:
 # -- commands -----------------------------------------------------------------
 
 def revision(name: str, message: str, autogenerate: bool = False,
-             directory: PathLike = DEFAULT_DIRECTORY) -> Path | None:
-    """Write a new revision file in ``name``'s chain and return its path.
+             directory: PathLike = DEFAULT_DIRECTORY, *, chain: Chain | None = None) -> Path | None:
+    """Write a new revision file in ``name``'s chain (or ``chain``) and return its path.
 
     With ``autogenerate`` the file holds what turns the database into the
     models, and nothing is written (None is returned) when they already agree.
     """
-    config = _config(name, directory)
+    config = _config(name, directory, chain)
     init(directory)
-    versions = versions_dir(name, directory)
+    versions = _versions(name, directory, chain)
     # made here, so removed again when no revision ends up in them
-    made = [path for path in (versions.parent, versions) if not path.exists()]
+    made = [path for path in reversed((versions, *versions.parents)) if not path.exists()]
     versions.mkdir(parents=True, exist_ok=True)
     try:
         if autogenerate:
-            _require_head(name, ScriptDirectory.from_config(config), "autogenerate a revision")
-        with _alembic_errors(name):
+            _require_head(name, ScriptDirectory.from_config(config), "autogenerate a revision", chain)
+        with _alembic_errors(name, chain):
             result = command.revision(config, message=message, autogenerate=autogenerate,
                                       process_revision_directives=_tidy)
     finally:
@@ -260,12 +291,12 @@ def _drops_index_of(op: Any, tables: set[tuple[str | None, str]]) -> bool:
     return isinstance(op, DropIndexOp) and (op.schema, op.table_name) in tables
 
 
-def _require_head(name: str, script: ScriptDirectory, doing: str) -> None:
-    at, head = set(current(name)), set(script.get_heads())
+def _require_head(name: str, script: ScriptDirectory, doing: str, chain: Chain | None = None) -> None:
+    at, head = set(current(name, chain=chain)), set(script.get_heads())
     if at != head:
         raise MigrationError(
             f"connection {name!r}: the database is at {_ids(at)}, its migrations' head is "
-            f"{_ids(head)}; run `rhosocial-ar db upgrade -c {name}` before you {doing}"
+            f"{_ids(head)}; run `rhosocial-ar db upgrade {_option(name, chain)}` before you {doing}"
         )
 
 
@@ -273,27 +304,30 @@ def _ids(revisions: Any) -> str:
     return ", ".join(sorted(revisions)) or "<base>"
 
 
-def _move(name: str, directory: PathLike, step: Any, revision: str) -> tuple[str, ...]:
+def _move(name: str, directory: PathLike, step: Any, revision: str,
+          chain: Chain | None = None) -> tuple[str, ...]:
     """Run one Alembic command that moves ``name``'s version; returns where it is now."""
     _writable(name)
-    config = _config(name, directory)
-    _script(name, directory, config)
-    with _alembic_errors(name):
+    config = _config(name, directory, chain)
+    _script(name, directory, config, chain)
+    with _alembic_errors(name, chain):
         step(config, revision)
-    return current(name)
+    return current(name, chain=chain)
 
 
-def upgrade(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+def upgrade(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY, *,
+            chain: Chain | None = None) -> tuple[str, ...]:
     """Run ``name``'s migrations up to ``revision``; returns the revisions the database is now at.
 
     ``revision`` is ``head``, ``heads`` (every branch), an id, ``+1``, ...
     """
-    return _move(name, directory, command.upgrade, revision)
+    return _move(name, directory, command.upgrade, revision, chain)
 
 
-def downgrade(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+def downgrade(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY, *,
+              chain: Chain | None = None) -> tuple[str, ...]:
     """Undo ``name``'s migrations down to ``revision`` ('-1', an id, 'base'); returns where it is now."""
-    return _move(name, directory, command.downgrade, revision)
+    return _move(name, directory, command.downgrade, revision, chain)
 
 
 def upgrade_sql(name: str, revision: str = "head", directory: PathLike = DEFAULT_DIRECTORY) -> str:
@@ -319,46 +353,52 @@ def _offline(name: str, directory: PathLike, step: Any, revision: str) -> str:
     return buffer.getvalue()
 
 
-def stamp(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+def stamp(name: str, revision: str, directory: PathLike = DEFAULT_DIRECTORY, *,
+          chain: Chain | None = None) -> tuple[str, ...]:
     """Record ``revision`` in ``name``'s version table without running any migration."""
-    return _move(name, directory, command.stamp, revision)
+    return _move(name, directory, command.stamp, revision, chain)
 
 
-def current(name: str) -> tuple[str, ...]:
+def current(name: str, *, chain: Chain | None = None) -> tuple[str, ...]:
     """The revisions ``name``'s database is at: () before the first upgrade, else usually one id."""
-    table = version_table(name)
+    opts: dict[str, Any] = {"version_table": version_table(name) if chain is None else chain.version_table}
+    if chain is not None and chain.schema is not None:
+        opts["version_table_schema"] = chain.schema
     with _connect(name) as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": table})
+        context = MigrationContext.configure(connection, opts=opts)
         return tuple(context.get_current_heads())
 
 
-def heads(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
+def heads(name: str, directory: PathLike = DEFAULT_DIRECTORY, *,
+          chain: Chain | None = None) -> tuple[str, ...]:
     """The newest revisions of ``name``'s chain (one unless it branched)."""
-    return tuple(_script(name, directory, _config(name, directory)).get_heads())
+    return tuple(_script(name, directory, _config(name, directory, chain), chain).get_heads())
 
 
-def branches(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, tuple[str, ...]]:
+def branches(name: str, directory: PathLike = DEFAULT_DIRECTORY, *,
+             chain: Chain | None = None) -> dict[str, tuple[str, ...]]:
     """The revisions of ``name``'s chain that two or more revisions revise: {branch point: children}."""
-    script = _script(name, directory, _config(name, directory))
+    script = _script(name, directory, _config(name, directory, chain), chain)
     return {rev.revision: tuple(sorted(rev.nextrev)) for rev in script.walk_revisions()
             if rev.is_branch_point}
 
 
 def merge(name: str, message: str, revisions: tuple[str, ...] = ("heads",),
-          directory: PathLike = DEFAULT_DIRECTORY) -> Path:
+          directory: PathLike = DEFAULT_DIRECTORY, *, chain: Chain | None = None) -> Path:
     """Write a revision that revises ``revisions`` (by default every head), joining the branches."""
-    config = _config(name, directory)
-    _script(name, directory, config)
-    with _alembic_errors(name):
+    config = _config(name, directory, chain)
+    _script(name, directory, config, chain)
+    with _alembic_errors(name, chain):
         script = command.merge(config, list(revisions), message=message)
     if script is None:
         raise MigrationError(f"connection {name!r}: no merge revision was written")
     return Path(script.path)
 
 
-def history(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> list[RevisionInfo]:
+def history(name: str, directory: PathLike = DEFAULT_DIRECTORY, *,
+            chain: Chain | None = None) -> list[RevisionInfo]:
     """The revisions of ``name``'s chain, newest first; reads files only, not the database."""
-    script = _script(name, directory, _config(name, directory))
+    script = _script(name, directory, _config(name, directory, chain), chain)
     tips = set(script.get_heads())
     infos = []
     for rev in script.walk_revisions():
@@ -369,13 +409,14 @@ def history(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> list[Revision
     return infos
 
 
-def check(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> list[str]:
+def check(name: str, directory: PathLike = DEFAULT_DIRECTORY, *,
+          chain: Chain | None = None) -> list[str]:
     """What differs between ``name``'s models and its database, one line each; [] when they agree.
 
     A database that is not at its chain's head counts as a difference.
     """
-    config = _config(name, directory)
-    script = _script(name, directory, config)
+    config = _config(name, directory, chain)
+    script = _script(name, directory, config, chain)
     found: list[str] = []
 
     def compare(_revision: Any, context: MigrationContext) -> list[Any]:
@@ -388,7 +429,7 @@ def check(name: str, directory: PathLike = DEFAULT_DIRECTORY) -> list[str]:
             found.extend(describe(diff) for diff in diffs)
         return []
 
-    with _alembic_errors(name), EnvironmentContext(config, script, fn=compare):
+    with _alembic_errors(name, chain), EnvironmentContext(config, script, fn=compare):
         script.run_env()
     return found
 
@@ -453,10 +494,16 @@ def run_environment(**options: Any) -> None:
             "env.py runs through `rhosocial-ar db` or rhosocial_ar.migrate, which say "
             "which connection to migrate; plain `alembic` commands cannot"
         )
-    metadata = registry.tables_by_connection().get(name) or sa.MetaData()
+    chain: Chain | None = context.config.attributes.get(CHAIN_ATTRIBUTE)
+    if chain is None:
+        metadata = registry.tables_by_connection().get(name) or sa.MetaData()
+        table, schema = version_table(name), None
+    else:
+        metadata, table, schema = chain.metadata, chain.version_table, chain.schema
     settings: dict[str, Any] = {
         "target_metadata": metadata,
-        "version_table": version_table(name),
+        "version_table": table,
+        "version_table_schema": schema,
         "render_as_batch": True,      # ALTERs SQLite can run; plain ALTER elsewhere
         "compare_type": True,
         "include_name": _include_name(name, metadata),
@@ -496,10 +543,11 @@ def _import_column_types(kind: str, item: Any, autogen_context: Any) -> bool:
 
 
 def _include_name(name: str, metadata: sa.MetaData) -> Callable[..., bool]:
-    """Skip every version table, the library's own tables and the tables of other connections' models."""
+    """Skip every version table, the library's own tables and the tables of other chains' models
+    (other connections', the shard groups', the tenants')."""
     own = set(metadata.tables)
-    others = {key for other, md in registry.tables_by_connection().items() if other != name
-              for key in md.tables} - own
+    others = ({key for other, md in registry.tables_by_connection().items()
+               for key in md.tables} | migrate_groups.sharded_tables()) - own
 
     def include_name(object_name: str | None, type_: str, parents: dict[str, str | None]) -> bool:
         if type_ != "table" or object_name is None:

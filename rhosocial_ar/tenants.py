@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -37,6 +37,8 @@ NO_TENANT = "(no tenant chosen: wrap the work in `with tenant(tenant_id):`)"
 
 _PREFIX = "tenant:"
 Resolver = Callable[[str], "Mapping[str, Any] | str | None"]
+# the tenants that exist, for what acts on each (rhosocial-ar db upgrade --tenants)
+TenantList = Iterable[str] | Callable[[], Iterable[str]]
 
 
 class TenantModel(ActiveRecord):
@@ -63,11 +65,16 @@ def _tenant_of(name: str) -> str:
 class _Registry:
     """The resolver and the tenants' open connections, least recently used first."""
 
-    def __init__(self, make: Callable[[str], Mapping[str, Any] | None], max_open: int) -> None:
+    def __init__(self, make: Callable[[str], Mapping[str, Any] | None], max_open: int,
+                 listed: TenantList | None = None,
+                 schema: Callable[[str], str] | None = None) -> None:
         if not isinstance(max_open, int) or isinstance(max_open, bool) or max_open < 1:
             raise ConfigurationError(f"max_open must be a positive integer, not {max_open!r}")
         self.make = make
         self.max_open = max_open
+        # a one-shot iterable (a generator) is kept as a tuple; a function is asked each time
+        self.listed = listed if listed is None or callable(listed) else _ids(listed)
+        self.schema = schema
         self.open: OrderedDict[str, str] = OrderedDict()
         self.in_use: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -127,23 +134,32 @@ def _install(registry: _Registry) -> None:
     _registry = registry
 
 
-def register_tenants(resolver: Resolver, *, max_open: int = 32) -> None:
+def _ids(tenants: Iterable[str]) -> tuple[str, ...]:
+    ids = sorted(tenants) if isinstance(tenants, set | frozenset) else list(tenants)
+    if not all(isinstance(t, str) and t for t in ids):
+        raise ConfigurationError(f"tenant ids are non-empty strings, not {ids!r}")
+    return tuple(ids)
+
+
+def register_tenants(resolver: Resolver, *, max_open: int = 32, tenants: TenantList | None = None) -> None:
     """Database per tenant: ``resolver(tenant_id)`` gives a connection config (a dict as for
-    ``ConnectionManager.configure``, or a URL), or None for an unknown tenant."""
+    ``ConnectionManager.configure``, or a URL), or None for an unknown tenant. ``tenants``
+    (ids, or a function returning them) lists every tenant, for ``db upgrade --tenants``."""
 
     def make(tenant_id: str) -> Mapping[str, Any] | None:
         found = resolver(tenant_id)
         return {"url": found} if isinstance(found, str) else found
 
-    _install(_Registry(make, max_open))
+    _install(_Registry(make, max_open, tenants))
 
 
 def register_tenant_schemas(connection: str, *, schema: Callable[[str], str] | None = None,
                             known: Collection[str] | Callable[[str], bool] | None = None,
-                            max_open: int = 256) -> None:
+                            max_open: int = 256, tenants: TenantList | None = None) -> None:
     """Schema per tenant on one connection: its tables' schema becomes ``schema(tenant_id)``
     (the id itself by default) through ``schema_translate_map``; ``known`` lists the tenants
-    (or says whether one is known), else every id is."""
+    (or says whether one is known), else every id is. ``tenants`` lists them for
+    ``db upgrade --tenants`` when ``known`` is a function or absent."""
     base = get_connection(connection)      # fail now, not at the first tenant
 
     def is_known(tenant_id: str) -> bool:
@@ -151,15 +167,37 @@ def register_tenant_schemas(connection: str, *, schema: Callable[[str], str] | N
             return True
         return known(tenant_id) if callable(known) else tenant_id in known
 
+    def schema_of(tenant_id: str) -> str:
+        return schema(tenant_id) if schema is not None else tenant_id
+
     def make(tenant_id: str) -> Mapping[str, Any] | None:
         if not is_known(tenant_id):
             return None
-        target = schema(tenant_id) if schema is not None else tenant_id
         # an option view of the one engine: the pool is shared, nothing to dispose
-        return {"engine": base.engine.execution_options(schema_translate_map={None: target}),
+        return {"engine": base.engine.execution_options(
+                    schema_translate_map={None: schema_of(tenant_id)}),
                 "read_only": base.read_only}
 
-    _install(_Registry(make, max_open))
+    if tenants is None and known is not None and not callable(known):
+        tenants = known
+    _install(_Registry(make, max_open, tenants, schema_of))
+
+
+def listed_tenants() -> list[str]:
+    """Every tenant, as ``tenants=`` (or ``known``) of the registration lists them."""
+    if _registry is None:
+        raise ConfigurationError("no tenants registered; call register_tenants() or "
+                                 "register_tenant_schemas() first")
+    listed = _registry.listed
+    if listed is None:
+        raise ConfigurationError("the tenants were registered without a list of them: give "
+                                 "register_tenants(..., tenants=ids or a function returning them)")
+    return list(_ids(listed() if callable(listed) else listed))
+
+
+def tenant_schema(tenant_id: str) -> str | None:
+    """The schema of a tenant when each tenant is a schema (register_tenant_schemas), else None."""
+    return _registry.schema(tenant_id) if _registry is not None and _registry.schema else None
 
 
 def open_tenants() -> list[str]:
