@@ -9,10 +9,11 @@
 
 Each shard runs on a bounded thread pool (``WORKERS`` threads) in a copy of
 the caller's context, so ``using_connection()`` blocks, open transactions
-and the request scope are the caller's. A shard that fails raises
-``ShardError`` naming it once every shard has answered; never fewer rows in
-silence. Async connections are read one shard after another (parallel
-async fan-out is for later).
+and the request scope are the caller's. On async connections (``aall()``,
+``acount()``, ...) each shard is a task of the caller's event loop instead,
+in a copy of its context too (``bridge.concurrently``). A shard that fails
+raises ``ShardError`` naming it once every shard has answered; never fewer
+rows in silence.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import sqlalchemy as sa
 from . import moves
 from .connections import get_connection
 from .errors import QueryError, ShardError, describe_error
+from .fastpath import bridge
 from .relation import eager_load
 
 if TYPE_CHECKING:
@@ -103,8 +105,18 @@ def gather(shards: Sequence[str], work: Callable[[str], R]) -> list[R]:
 def _run(shards: Sequence[str], connections: list[Any], work: Callable[[str], R],
          ) -> list[tuple[bool, Any]]:
     outcomes: list[tuple[bool, Any]] = []
-    if len(shards) == 1 or _in_worker.get() or any(c.is_async for c in connections):
-        for shard in shards:    # no pool: one shard, a fan-out inside a fan-out, or async
+    parallel = len(shards) > 1 and not _in_worker.get()   # not in a fan-out inside a fan-out
+    if parallel and any(c.is_async for c in connections):
+        # async: one task per shard on the caller's event loop (None: not in the bridge)
+        answers = bridge.concurrently([functools.partial(_in_copy, work, s) for s in shards])
+        if answers is not None:
+            for ok, answer in answers:
+                if not ok and not isinstance(answer, sa.exc.SQLAlchemyError):
+                    raise answer
+            return answers
+        parallel = False
+    if not parallel:
+        for shard in shards:
             try:
                 outcomes.append((True, work(shard)))
             except sa.exc.SQLAlchemyError as exc:

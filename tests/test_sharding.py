@@ -406,23 +406,55 @@ def test_bulk_writes_go_to_each_rows_shard(shards: str) -> None:
         assert Invoice.where(total=[1000 + c for c in range(12)]).count() == 12
 
 
-def test_async_shards_are_read_in_turn(tmp_path: Any) -> None:
-    """On async connections the a-twins work: the shards are read one after another."""
-    pytest.importorskip("aiosqlite")
+ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+aiomysql"}
+
+
+@pytest.mark.parametrize("flavour", ["sqlite", "servers"])
+def test_async_fan_out_runs_the_shards_at_once(flavour: str, tmp_path: Any,
+                                               request: pytest.FixtureRequest) -> None:
+    """On async connections each shard is a task of the caller's loop, in its context."""
     import asyncio
 
+    from sqlalchemy.util import await_only
+
+    if flavour == "sqlite":
+        pytest.importorskip("aiosqlite")
+        urls = {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in SHARDS}
+    else:
+        pytest.importorskip("asyncpg")
+        pytest.importorskip("aiomysql")
+        servers = request.getfixturevalue("clusters")
+        urls = {}
+        for shard, url in zip(SHARDS, (servers[0], servers[2], servers[1]), strict=True):  # mixed
+            parsed = sa.engine.make_url(url)
+            urls[shard] = parsed.set(drivername=ASYNC_DRIVERS[parsed.get_backend_name()]) \
+                .render_as_string(hide_password=False)
     ConnectionManager.reset()
-    ConnectionManager.configure({s: {"url": f"sqlite+aiosqlite:///{tmp_path / s}.db"}
-                                 for s in SHARDS})
+    ConnectionManager.configure({s: {"url": url} for s, url in urls.items()})
+    tasks: set[int] = set()
+
+    def slow(*args: Any) -> None:     # a driver's wait: the loop runs the other shards meanwhile
+        tasks.add(id(asyncio.current_task()))
+        await_only(asyncio.sleep(0.4))
 
     async def main() -> None:
         await Invoice.adrop_table()
         await Invoice.acreate_table()
-        for customer in range(9):
+        for customer in range(12):
             await Invoice.acreate(customer_id=customer, total=customer * 10)
-        assert await Invoice.acount() == 9 and await Invoice.asum("total") == 360
-        assert await Invoice.order_by("-total").limit(2).apluck("total") == [80, 70]
+        assert await Invoice.acount() == 12 and await Invoice.asum("total") == 660
+        assert await Invoice.order_by("-total").limit(2).apluck("total") == [110, 100]
         assert [r.total for r in await Invoice.where(customer_id=4).aall()] == [40]
+        home = shard_of(Invoice, 2)
+        async with Transaction(home):           # the tasks see the caller's open transaction
+            await Invoice.acreate(customer_id=2, total=5000)
+            assert await Invoice.where(total=5000).acount() == 1
+        for shard in SHARDS:
+            sa.event.listen(get_connection(shard).engine, "before_cursor_execute", slow)   # sync side
+        started = time.monotonic()
+        assert await Invoice.acount() == 13
+        took = time.monotonic() - started
+        assert len(tasks) == 3 and took < 1.0, (tasks, took)     # one after another: 1.2 s
         await ConnectionManager.areset()
 
     try:

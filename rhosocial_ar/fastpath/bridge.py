@@ -15,7 +15,10 @@ SQLAlchemy
   sqlalchemy.util.await_only              awaits a coroutine from inside the greenlet (the
                                           driver's own calls use it); ``sleep`` awaits
                                           ``asyncio.sleep`` with it, so a wait in sync code
-                                          lets the event loop run; without it, time.sleep
+                                          lets the event loop run; without it, time.sleep;
+                                          ``concurrently`` awaits one task per call with
+                                          it (a sharded query's shards); without it, one
+                                          call after another
   sqlalchemy.dialects.postgresql.asyncpg.AsyncAdapt_asyncpg_connection
                                           its ``autocommit`` switch and ``isolation_level``:
                                           a read outside a transaction runs in autocommit,
@@ -23,6 +26,13 @@ SQLAlchemy
                                           (``autocommit_read``), and so does a create that
                                           is one INSERT (``autocommit_write``); without them
                                           both send BEGIN and COMMIT/ROLLBACK
+SQLAlchemy's pool, aiomysql and asyncio (a sync ``reset()`` after the event loop has closed)
+  QueuePool._pool.get_nowait()            the idle connections of a pool being dropped
+  aiomysql.Connection._loop, ._writer     a dropped connection whose loop is closed would
+                                          close its transport through that loop when
+                                          collected, and print "Event loop is closed"
+  asyncio _SelectorTransport._sock        the socket, closed here instead; without these
+                                          the connections are dropped as before
 aiosqlite (the SQLite collation of decimals stored as text, ``dialects.py``)
   AdaptedConnection.driver_connection     public: the aiosqlite Connection
   aiosqlite.Connection._execute, ._conn   its worker thread, and the sqlite3 connection
@@ -35,12 +45,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from . import guard
 
-__all__ = ["autocommit_read", "autocommit_write", "check", "sleep", "sqlite_collation", "spawn"]
+__all__ = ["autocommit_read", "autocommit_write", "check", "concurrently", "sleep", "sqlite_collation",
+           "spawn"]
 
 log = logging.getLogger("rhosocial_ar")
 R = TypeVar("R")
@@ -88,6 +99,32 @@ def sleep(seconds: float) -> None:
         except MissingGreenlet:    # not in the bridge's greenlet: the coroutine was closed
             pass
     time.sleep(seconds)
+
+
+def concurrently(calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]] | None:
+    """Run ``calls`` at once from sync code in the bridge; the outcomes in order, or None.
+
+    Each call runs in a bridge greenlet of its own asyncio task, so their
+    drivers' waits overlap on the event loop; a task starts in a copy of the
+    caller's context, as a thread's ``copy_context()`` would. The caller waits
+    until every call has stopped. An outcome is ``(True, result)`` or
+    ``(False, exception)``. None outside the bridge's greenlet, or without
+    SQLAlchemy's functions: then the caller runs them one after another.
+    """
+    if _await_only is None or _greenlet_spawn is None:
+        return None
+    from sqlalchemy.exc import MissingGreenlet
+
+    spawn_one = _greenlet_spawn
+
+    async def every_call() -> list[Any]:
+        return await asyncio.gather(*(spawn_one(call) for call in calls), return_exceptions=True)
+
+    try:
+        answers = _await_only(every_call())
+    except MissingGreenlet:     # not in the bridge: await_only closed the coroutine unstarted
+        return None
+    return [(not isinstance(answer, BaseException), answer) for answer in answers]
 
 
 _ASYNCPG_SWITCH = ("autocommit", "isolation_level", "_isolation_setting", "_transaction")
@@ -143,6 +180,34 @@ def _switch(sa_conn: Any, on: bool) -> bool:
     elif adapter.isolation_level == "autocommit" and adapter._isolation_setting != "autocommit":
         adapter.autocommit = False      # back to the connection's own level
     return False
+
+
+def close_orphans(engine: Any) -> None:
+    """Close the sockets of ``engine``'s idle aiomysql connections whose event loop has closed.
+
+    Called before a sync ``reset()`` drops an async pool outside the bridge:
+    collected later, aiomysql's ``Connection.__del__`` would close its transport
+    through the closed loop ("Exception ignored ... Event loop is closed").
+    """
+    queue = getattr(engine.pool, "_pool", None)
+    if not hasattr(queue, "get_nowait"):   # another pool class, or moved: dropped as before
+        return
+    while True:
+        try:
+            record = queue.get_nowait()          # the pool is dropped next: take them all
+        except Exception:                        # Empty
+            return
+        driver = getattr(record.dbapi_connection, "driver_connection", None)
+        loop, writer = getattr(driver, "_loop", None), getattr(driver, "_writer", None)
+        if writer is None or loop is None or not loop.is_closed():
+            continue
+        transport = writer.transport
+        sock = getattr(transport, "_sock", None)
+        if sock is None:
+            continue
+        driver._writer = driver._reader = None     # nothing left for its __del__ to close
+        transport._sock = None                     # nor for the transport's
+        sock.close()                               # the server ends the session
 
 
 def sqlite_collation(dbapi_connection: Any, name: str, compare: Callable[[str, str], int]) -> None:
