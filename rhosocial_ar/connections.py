@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 from . import aio, dialects, fastpath
 from .compat import add_note
 from .errors import ConfigurationError, ConnectionNotFound, PoolExhausted
+from .fastpath import bridge
 
 __all__ = ["Connection", "ConnectionManager", "get_connection"]
 
@@ -102,9 +103,13 @@ class Connection:
         # outside the bridge an async pool cannot close its connections: it drops them
         close = not self.is_async or aio.in_bridge()
         if self._side is not None:
+            if not close:
+                bridge.close_orphans(self._side)
             self._side.dispose(close=close)
             self._side = None
         if self._owns_engine:
+            if not close:
+                bridge.close_orphans(self.engine)
             self.engine.dispose(close=close)
 
     def __repr__(self) -> str:

@@ -31,7 +31,7 @@ SQLAlchemy's pool, aiomysql and asyncio (a sync ``reset()`` after the event loop
   aiomysql.Connection._loop, ._writer     a dropped connection whose loop is closed would
                                           close its transport through that loop when
                                           collected, and print "Event loop is closed"
-  asyncio _SelectorTransport._sock        the socket, closed here instead; without these
+  asyncio _SelectorTransport._sock, ._closing  the socket, closed here instead; without these
                                           the connections are dropped as before
 aiosqlite (the SQLite collation of decimals stored as text, ``dialects.py``)
   AdaptedConnection.driver_connection     public: the aiosqlite Connection
@@ -206,7 +206,7 @@ def close_orphans(engine: Any) -> None:
         if sock is None:
             continue
         driver._writer = driver._reader = None     # nothing left for its __del__ to close
-        transport._sock = None                     # nor for the transport's
+        transport._sock, transport._closing = None, True   # nor for the transport's, its writer's
         sock.close()                               # the server ends the session
 
 
