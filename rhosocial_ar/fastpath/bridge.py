@@ -189,7 +189,7 @@ def close_orphans(engine: Any) -> None:
     collected later, aiomysql's ``Connection.__del__`` would close its transport
     through the closed loop ("Exception ignored ... Event loop is closed").
     """
-    queue = getattr(engine.pool, "_pool", None)
+    queue: Any = getattr(engine.pool, "_pool", None)
     if not hasattr(queue, "get_nowait"):   # another pool class, or moved: dropped as before
         return
     while True:
@@ -197,7 +197,7 @@ def close_orphans(engine: Any) -> None:
             record = queue.get_nowait()          # the pool is dropped next: take them all
         except Exception:                        # Empty
             return
-        driver = getattr(record.dbapi_connection, "driver_connection", None)
+        driver: Any = getattr(record.dbapi_connection, "driver_connection", None)
         loop, writer = getattr(driver, "_loop", None), getattr(driver, "_writer", None)
         if writer is None or loop is None or not loop.is_closed():
             continue
