@@ -113,7 +113,7 @@ def add_db(commands: Any) -> None:
     add("check", "exit 1 when models and database differ",
         "Compare the connection's models with its database; list each difference and exit 1 "
         "when there is any, or when the database is not at the chain's head.",
-        "every connection that has migrations or models")
+        "every connection that has migrations or models", many=True)
     add("stamp", "record a revision without running migrations",
         "Write REVISION to the connection's version table without running any migration, "
         "e.g. to adopt a database an existing Alembic setup created.", chains, many=True).add_argument(

@@ -49,6 +49,8 @@ def run_many(args: argparse.Namespace) -> int:
     if command in ("revision", "history", "heads"):
         _files(args)
         return 0
+    if command == "check":
+        return _check(args)
     if args.shards is not None:
         return _shards(args)
     return _tenants(args)
@@ -81,6 +83,26 @@ def _files(args: argparse.Namespace) -> None:
         down = rev.down_revision
         parent = ", ".join(down) if isinstance(down, tuple) else down or "<base>"
         print(f"  {parent} -> {rev.revision}{' (head)' if rev.is_head else ''}, {rev.message}")
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Each shard's or tenant's differences; exit 1 when any has some."""
+    from . import migrate_many
+
+    found = (migrate_many.check_shards(args.shards, args.directory) if args.shards is not None
+             else migrate_many.check_tenants(args.directory, tenants=args.tenant))
+    for name, lines in found.items():
+        if not lines:
+            print(f"{name}: the database matches the models")
+            continue
+        print(f"{name}: {len(lines)} difference{'s' if len(lines) > 1 else ''}")
+        for line in lines:
+            print(f"  - {line}")
+    differ = [name for name, lines in found.items() if lines]
+    if differ:
+        raise CommandError(f"models and database differ on {', '.join(map(repr, differ))} "
+                           f"(listed above)")
+    return 0
 
 
 def _label(args: argparse.Namespace) -> str:

@@ -40,13 +40,17 @@ from .migrate_groups import SHARDS_DIR, TENANTS_DIR, ShardGroup, find_group, ten
 from .tenants import TenantModel, listed_tenants, tenant, tenant_schema
 
 __all__ = [
-    "Outcome", "Report", "current_shards", "current_tenants", "downgrade_shards", "downgrade_tenants",
-    "heads_shards", "heads_tenants", "history_shards", "history_tenants", "revision_shards",
-    "revision_tenants", "shard_chain", "stamp_shards", "stamp_tenants", "tenant_chain",
-    "upgrade_shards", "upgrade_tenants",
+    "Outcome", "Report", "check_shards", "check_tenants", "current_shards", "current_tenants",
+    "downgrade_shards", "downgrade_tenants", "heads_shards", "heads_tenants", "history_shards",
+    "history_tenants", "revision_shards", "revision_tenants", "shard_chain", "stamp_shards",
+    "stamp_tenants", "tenant_chain", "upgrade_shards", "upgrade_tenants",
 ]
 
 TENANT_VERSION_TABLE = "alembic_version_tenants"
+_SCHEMA_COMPARE = (
+    "{what} compares with a tenant's database, and Alembic reflects the default schema, not a "
+    "tenant's: with a schema per tenant, write revisions without --autogenerate, or autogenerate "
+    "them with a database per tenant (e.g. SQLite files)")
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,21 @@ def revision_shards(group: str, message: str, autogenerate: bool = False,
     **first** shard of ``__shards__``, which must be at the chain's head."""
     found, chain = _shards(group, writes=False)
     return migrate.revision(found.shards[0], message, autogenerate, directory, chain=chain)
+
+
+def check_shards(group: str, directory: PathLike = DEFAULT_DIRECTORY) -> dict[str, list[str]]:
+    """:func:`rhosocial_ar.migrate.check` on every shard: its differences, [] when it agrees
+    (a shard that cannot be read has its error as its one difference)."""
+    found, chain = _shards(group, writes=False)
+    migrate.heads(found.shards[0], directory, chain=chain)   # no chain yet: an error
+    return {name: _check(name, directory, chain) for name in found.shards}
+
+
+def _check(name: str, directory: PathLike, chain: Chain) -> list[str]:
+    try:
+        return migrate.check(name, directory, chain=chain)
+    except (ARError, sa.exc.SQLAlchemyError) as exc:     # this database's answer, not the run's
+        return [describe_error(exc)]
 
 
 def heads_shards(group: str, directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:
@@ -317,11 +336,26 @@ def revision_tenants(message: str, autogenerate: bool = False,
     chosen = tenant_id if tenant_id is not None else _tenant_ids(None)[0]
     with _in_tenant(chosen) as (name, chain):
         if autogenerate and chain.schema is not None:
-            raise MigrationError(
-                "autogenerate compares with a tenant's database, and Alembic reflects the default "
-                "schema, not a tenant's: with a schema per tenant, write the revision without "
-                "--autogenerate, or autogenerate it with a database per tenant (e.g. SQLite files)")
+            raise MigrationError(_SCHEMA_COMPARE.format(what="autogenerate"))
         return migrate.revision(name, message, autogenerate, directory, chain=chain)
+
+
+def check_tenants(directory: PathLike = DEFAULT_DIRECTORY, *,
+                  tenants: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """:func:`check_shards` for every tenant's database (not with a schema per tenant: Alembic
+    would compare with the default schema)."""
+    ids = _tenant_ids(tenants)
+    _require_chain(ids, directory)
+    found = {}
+    for tenant_id in ids:
+        try:
+            with _in_tenant(tenant_id) as (name, chain):
+                if chain.schema is not None:
+                    raise MigrationError(_SCHEMA_COMPARE.format(what="check"))
+                found[tenant_id] = _check(name, directory, chain)
+        except UnknownTenant as exc:
+            found[tenant_id] = [describe_error(exc)]
+    return found
 
 
 def heads_tenants(directory: PathLike = DEFAULT_DIRECTORY) -> tuple[str, ...]:

@@ -179,8 +179,12 @@ def test_a_chain_of_two_revisions_on_every_shard(urls: dict[str, str], isolated:
     code, out, _ = db(capsys, "revision", "--shards", "MshOrder", "-m", "note", "--autogenerate",
                       "--app", app)
     assert code == 0 and out.startswith("shards billing: wrote ")
+    code, out, err = db(capsys, "check", "--shards", "MshOrder", "--app", app)
+    assert code == 1 and out.count("run upgrade") == 3
+    assert err == "rhosocial-ar: error: models and database differ on 's0', 's1', 's2' (listed above)\n"
     code, out, _ = db(capsys, "upgrade", "--shards", "MshOrder", "--app", app)
     assert code == 0 and out.count("Running upgrade ") == 3
+    assert migrate_many.check_shards("MshOrder") == {"s0": [], "s1": [], "s2": []}
     report = migrate_many.current_shards("billing")
     heads = migrate_many.heads_shards("billing")
     assert report.ok and {o.after for o in report.results.values()} == {heads}
@@ -224,11 +228,13 @@ def test_a_failing_shard_stops_the_run_and_a_rerun_finishes(urls: dict[str, str]
     assert "s1: now at" in out and "s2: now at" in out
 
 
-def test_an_unreachable_shard(isolated: Path) -> None:
+@pytest.mark.parametrize("away", ["sqlite:///{tmp}/no/such/dir/s1.db",
+                                  "postgresql+psycopg2://root@127.0.0.1:1/nowhere"])
+def test_an_unreachable_shard(isolated: Path, away: str) -> None:
     urls = {s: f"sqlite:///{isolated / s}.db" for s in SHARDS}
     __import__(write_app(isolated, urls))
     assert migrate_many.revision_shards("MshOrder", "orders", autogenerate=True) is not None
-    ConnectionManager.configure("s1", {"url": f"sqlite:///{isolated}/no/such/dir/s1.db"})
+    ConnectionManager.configure("s1", {"url": away.format(tmp=isolated)})
     seen: list[str] = []
     report = migrate_many.upgrade_shards("MshOrder", on_start=seen.append)
     assert seen == ["s0", "s1"] and not report.ok and report.not_run == ["s2"]
@@ -268,6 +274,21 @@ def test_bad_input_is_one_line_and_writes_nothing(isolated: Path, capsys: pytest
 
 
 # -- tenants ------------------------------------------------------------------------------------
+
+
+def test_the_tenants_must_be_listed(isolated: Path) -> None:
+    register_tenants(lambda t: f"sqlite:///{isolated}/{t}.db")
+    with pytest.raises(MigrationError, match=r"registered without a list of them: give "
+                                             r"register_tenants\(\.\.\., tenants="):
+        migrate_many.upgrade_tenants()
+    register_tenants(lambda t: f"sqlite:///{isolated}/{t}.db", tenants=[])
+    with pytest.raises(MigrationError, match="the tenant list is empty"):
+        migrate_many.upgrade_tenants()
+    register_tenants(lambda t: f"sqlite:///{isolated}/{t}.db", tenants=["acme"])
+    with pytest.raises(MigrationError, match=r"no migrations yet for the tenants in "
+                                             r"migrations/tenants/versions"):
+        migrate_many.upgrade_tenants()
+    assert not any(isolated.glob("*.db"))
 
 
 def declare_tenant_models(isolated: Path, extra: str = "") -> None:
@@ -318,7 +339,9 @@ def test_a_database_per_tenant(isolated: Path, capsys: pytest.CaptureFixture[str
         assert out.splitlines() == [f"acme: {report.results['acme'].after[0]} (head is {heads})",  # type: ignore[index]
                                     f"globex: {heads} (head)",
                                     f"initech: {report.results['initech'].after[0]} (head is {heads})"]  # type: ignore[index]
+        assert migrate_many.check_tenants(tenants=["acme"])["acme"][0].endswith("run upgrade")
         assert migrate_many.upgrade_tenants(progress=False).ok
+        assert migrate_many.check_tenants() == {"acme": [], "globex": [], "initech": []}
     finally:
         register_tenants(lambda _: None)
         clear([pg])
@@ -336,8 +359,11 @@ def test_a_schema_per_tenant(isolated: Path, capsys: pytest.CaptureFixture[str])
 
         ConnectionManager.configure("main", {"url": pg})
         register_tenant_schemas("main", schema=lambda t: f"msh_{t}", known=["acme", "globex"])
-        with pytest.raises(MigrationError, match="with a schema per tenant, write the revision"):
+        with pytest.raises(MigrationError, match="^autogenerate compares .*with a schema per tenant, "
+                                                 "write revisions without --autogenerate"):
             migrate_many.revision_tenants("more", autogenerate=True)
+        with pytest.raises(MigrationError, match="^check compares with a tenant's database"):
+            migrate_many.check_tenants()
         execute(pg, "CREATE SCHEMA msh_globex")
         execute(pg, "CREATE TABLE msh_globex.msh_projects (x INTEGER)")   # in globex's way
         report = migrate_many.upgrade_tenants(progress=False)
