@@ -4,6 +4,7 @@ shards), with a shard or a tenant that fails, and a rerun once it is fixed."""
 
 from __future__ import annotations
 
+import io
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
@@ -345,6 +346,26 @@ def test_a_database_per_tenant(isolated: Path, capsys: pytest.CaptureFixture[str
     finally:
         register_tenants(lambda _: None)
         clear([pg])
+
+
+def test_a_progress_bar_on_a_terminal(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    register_tenants(lambda t: None if t == "gone" else f"sqlite:///{isolated}/{t}.db",
+                     tenants=["a", "b", "gone"])
+    declare_tenant_models(isolated)
+    migrate_many.revision_tenants("projects", autogenerate=True)
+    shown = Terminal()
+    monkeypatch.setattr(sys, "stderr", shown)
+    report = migrate_many.upgrade_tenants()
+    assert list(report.failed) == ["gone"]
+    assert "tenants: 100%" in shown.getvalue() and "3/3" in shown.getvalue()
+    assert "failed=1" in shown.getvalue()
+    monkeypatch.setattr(sys, "stderr", shown := Terminal())
+    migrate_many.upgrade_tenants(progress=False)
+    assert shown.getvalue() == ""
 
 
 def test_a_schema_per_tenant(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
