@@ -188,14 +188,23 @@ def _nulls_first(query: Query[Any]) -> tuple[Any, ...]:
 def _merged(query: Query[Any], parts: list[list[Any]], getters: Sequence[Callable[[Any], Any]],
             directions: Sequence[str]) -> list[Any]:
     """The shards' ordered answers merged (k-way) and paged by the query's offset and limit."""
-    if getters:
+    if getters and len(set(directions)) == 1:
+        # one direction: a key per row, computed once, instead of a comparison per pair
+        merged: Iterable[Any] = heapq.merge(*parts, key=functools.partial(_key, getters),
+                                            reverse=directions[0] == "desc")
+    elif getters:
         key = functools.cmp_to_key(functools.partial(_compare, getters, directions))
-        merged: Iterable[Any] = heapq.merge(*parts, key=key)
+        merged = heapq.merge(*parts, key=key)
     else:
         merged = itertools.chain.from_iterable(parts)
     start = query._offset or 0
     stop = None if query._limit is None else start + query._limit
     return list(itertools.islice(merged, start, stop))
+
+
+def _key(getters: Sequence[Callable[[Any], Any]], row: Any) -> tuple[tuple[bool, Any], ...]:
+    # NULL before any value, as _compare orders it; reversed as a whole for descending
+    return tuple((value is not None, value) for value in (get(row) for get in getters))
 
 
 def _compare(getters: Sequence[Callable[[Any], Any]], directions: Sequence[str],
