@@ -96,14 +96,14 @@ def _check_name(name: str) -> str:
             f"connection name {name!r} cannot name a migrations directory; "
             "use letters, digits, '_', '.' and '-'"
         )
+    if name in migrate_groups.RESERVED:
+        raise MigrationError(f"connection name {name!r} cannot have migrations: {name}/ in the "
+                             f"migrations directory holds the chains of {name} (--{name})")
     return name
 
 
 def version_table(name: str) -> str:
     """The table that records where ``name``'s database is in its chain: ``alembic_version_<name>``."""
-    if name in migrate_groups.RESERVED:
-        raise MigrationError(f"connection name {name!r} is reserved: {name}/ in the migrations "
-                             f"directory holds the chains of {name}")
     table = f"{VERSION_TABLE_PREFIX}_{re.sub(r'[^a-z0-9_]', '_', _check_name(name).lower())}"
     if len(table) > _MAX_IDENTIFIER:
         raise MigrationError(f"connection name {name!r} is too long for a version table name")
