@@ -16,34 +16,43 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Move", "begin", "end", "of", "reading"]
 
 
+# the locks this context reads under: a read inside a read (or in a fan-out worker, which runs
+# in a copy of the caller's context) goes on without waiting behind a mover that waits on it
+_holding: ContextVar[frozenset[int]] = ContextVar("rhosocial_ar_move_reads", default=frozenset())
+
+
 class SharedLock:
-    """Many readers or one writer; readers go first (a read inside a read never waits on the
-    mover, which would wait on it); the writer's own thread reads without waiting."""
+    """Many readers or one writer. A waiting writer goes before new readers (a stream of
+    reads cannot starve the move); a read inside a held read, and the writer's own thread,
+    never wait."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
+        self._waiting = 0
         self._writer: int | None = None
 
     @contextmanager
     def shared(self) -> Iterator[None]:
-        me = threading.get_ident()
-        if self._writer == me:
+        if self._writer == threading.get_ident() or id(self) in _holding.get():
             yield
             return
         with self._cond:
-            while self._writer is not None:
+            while self._writer is not None or self._waiting:
                 self._cond.wait()
             self._readers += 1
+        token = _holding.set(_holding.get() | {id(self)})
         try:
             yield
         finally:
+            _holding.reset(token)
             with self._cond:
                 self._readers -= 1
                 if not self._readers:
@@ -52,8 +61,12 @@ class SharedLock:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:
-            while self._writer is not None or self._readers:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
             self._writer = threading.get_ident()
         try:
             yield

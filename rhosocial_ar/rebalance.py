@@ -308,8 +308,9 @@ def _move(model: Any, move: moves.Move, source: str, target: str, pks: list[tupl
     runs across the shards meanwhile."""
     query = _by_pks(model.query().with_deleted().using(source), pks)
     with move.lock.exclusive(), routing.using_connection(model, target):
-        result = transfer(query, model, batch_size=len(pks), delete_source=True, progress=False,
-                          retries=retries)
+        # one more than the rows: the first page is short, so no second (empty) two-phase round
+        result = transfer(query, model, batch_size=len(pks) + 1, delete_source=True,
+                          progress=False, retries=retries)
     return result.rows
 
 
