@@ -21,6 +21,8 @@ from .errors import CommandError, describe_error
 
 __all__ = ["add_many", "run_many"]
 
+_DONE = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}
+
 
 def add_many(parser: argparse.ArgumentParser, which: Any) -> None:
     """Add --shards and --tenants to a subcommand's -c/--all group, and --tenant ID."""
@@ -167,8 +169,8 @@ def _tenants(args: argparse.Namespace) -> int:
                       progress=not args.no_progress)
         moved = sum(o.changed for o in report.results.values())
         still = len(report.results) - moved - len(report.failed)
-        print(f"tenants: {moved} {'upgraded' if command == 'upgrade' else command + 'd'}, "
-              f"{still} already there, {len(report.failed)} failed")
+        print(f"tenants: {moved} {_DONE[command]}, {still} already there, "
+              f"{len(report.failed)} failed")
         for name, outcome in report.failed.items():
             print(f"  {name}: {describe_error(outcome.error)}")    # type: ignore[arg-type]
     if report.failed:

@@ -275,6 +275,17 @@ def test_bad_input_is_one_line_and_writes_nothing(isolated: Path, capsys: pytest
     assert not any(isolated.glob("*.db")) and not (isolated / "migrations").exists()
 
 
+def test_help_names_shards_and_tenants(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("revision", "upgrade", "downgrade", "stamp", "current", "check", "history", "heads"):
+        with pytest.raises(SystemExit):
+            main(["db", command, "--help"])
+        text = capsys.readouterr().out
+        assert "--shards MODEL_OR_GROUP" in text and "--tenants" in text and "--tenant ID" in text
+    with pytest.raises(SystemExit) as done:
+        main(["db", "upgrade", "--shards", "X", "-c", "s0"])
+    assert done.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_shards_and_tenants_are_no_connection_names(isolated: Path) -> None:
     ConnectionManager.configure("tenants", {"url": f"sqlite:///{isolated}/t.db"})
     with pytest.raises(MigrationError, match="connection name 'tenants' cannot have migrations"):
@@ -352,6 +363,9 @@ def test_a_database_per_tenant(isolated: Path, capsys: pytest.CaptureFixture[str
         assert migrate_many.check_tenants(tenants=["acme"])["acme"][0].endswith("run upgrade")
         assert migrate_many.upgrade_tenants(progress=False).ok
         assert migrate_many.check_tenants() == {"acme": [], "globex": [], "initech": []}
+        code, out, _ = db(capsys, "stamp", "--tenants", "base", "--no-progress")
+        assert (code, out) == (0, "tenants: 3 stamped, 0 already there, 0 failed\n")
+        assert "msh_projects" in tables(pg)                       # stamped: nothing ran
     finally:
         register_tenants(lambda _: None)
         clear([pg])
