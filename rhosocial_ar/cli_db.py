@@ -164,7 +164,12 @@ def _run_db(args: argparse.Namespace) -> int:
 
 def _no_chains(directory: Path, with_models: bool) -> str:
     what = "migrations or models" if with_models else "migrations"
-    return f"no connection has {what} yet (looked in {_shown(directory)})"
+    text = f"no connection has {what} yet (looked in {_shown(directory)})"
+    # --all is about connections; the chains of shard groups and tenants are named otherwise
+    others = [option for folder, option in (("shards", "--shards MODEL_OR_GROUP"), ("tenants", "--tenants"))
+              if (Path(directory) / folder).is_dir()]
+    return text + (f"; shard groups and tenants have chains of their own: {', '.join(others)}"
+                   if others else "")
 
 
 def _revision(args: argparse.Namespace, name: str) -> None:

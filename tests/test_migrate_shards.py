@@ -159,6 +159,9 @@ def test_a_chain_of_two_revisions_on_every_shard(urls: dict[str, str], isolated:
     assert out.startswith("shards billing: wrote migrations/shards/billing/versions/")
     first = next((isolated / "migrations/shards/billing/versions").glob("*_orders.py")).read_text()
     assert "msh_orders" in first and "msh_notes" not in first     # s0's own table: not the group's
+    code, _, err = db(capsys, "upgrade", "--all", "--app", app)      # --all: connections only
+    assert code == 1 and err.endswith("(looked in migrations); shard groups and tenants have chains "
+                                      "of their own: --shards MODEL_OR_GROUP\n")
     # s0's own chain leaves the shard group's table alone, and the reverse
     assert db(capsys, "revision", "-c", "s0", "-m", "notes", "--autogenerate", "--app", app)[0] == 0
     own = next((isolated / "migrations/s0/versions").glob("*_notes.py")).read_text()
