@@ -16,26 +16,36 @@ connection's pool is that session, and the library's transactions in it are
 savepoints (the "join an external transaction" recipe of SQLAlchemy, the
 convention of Rails' transactional tests and pytest-django's ``db``).
 ``docs/testing.md`` says what that implies.
+
+``ar_adb`` is its twin for ``async def`` tests on async connections (anyio's
+``@pytest.mark.anyio``, pytest-asyncio): the sessions are taken and given
+back on the test's event loop (``apinned()``, ``Pin.arelease()``).
+
+    @pytest.mark.anyio
+    async def test_signup(ar_adb):
+        await User.acreate(username='ann')
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from . import dialects
+from . import aio, dialects
 from .connections import ConnectionManager
 from .errors import ConfigurationError, TwoPhaseNotSupported
+from .fastpath import bridge
 
-__all__ = ["Pin", "ar_create_database", "ar_db", "pinned"]
+__all__ = ["Pin", "apinned", "ar_adb", "ar_create_database", "ar_db", "pinned"]
 
 # what a dialect does to a transaction, taken over while a test holds the session
 _TAKEN_OVER = ("do_begin", "do_commit", "do_rollback", "set_isolation_level", "do_begin_twophase")
@@ -58,9 +68,10 @@ class Pin:
         engine.dialect.do_begin(self.checkout)      # the outer transaction (BEGIN where it is explicit)
         # one connection: a second thread waits for it, as long as the engine's pool would
         timeout = getattr(engine.pool, "timeout", lambda: 30.0)()
-        self.pool = sa.pool.QueuePool(self._same_session, pool_size=1, max_overflow=0,
-                                      timeout=timeout, reset_on_return=None,
-                                      dialect=engine.dialect)
+        # an async engine's tasks wait for it on the event loop, not by blocking it
+        pool_class = sa.pool.AsyncAdaptedQueuePool if engine.dialect.is_async else sa.pool.QueuePool
+        self.pool = pool_class(self._same_session, pool_size=1, max_overflow=0, timeout=timeout,
+                               reset_on_return=None, dialect=engine.dialect)
         self._engines: list[tuple[Engine, Any, dict[str, Any]]] = []
         self.serve(engine)
 
@@ -104,6 +115,10 @@ class Pin:
         finally:
             cursor.close()
 
+    async def arelease(self) -> None:
+        """``release()`` on the test's event loop (a Pin of async connections)."""
+        await aio.run(self.release)
+
     def release(self) -> None:
         """Roll back everything the test wrote; the engines get their pools and dialects back."""
         leaked = self.pool.checkedout()
@@ -117,7 +132,10 @@ class Pin:
         try:
             self.dbapi.rollback()
         finally:
-            self.checkout.close()
+            if self.engine.dialect.is_async:
+                self.checkout.invalidate()      # closed on the test's loop, which ends with it
+            else:
+                self.checkout.close()
         if leaked:
             raise ConfigurationError(
                 f"{self.engine.url.render_as_string(hide_password=True)}: the test left "
@@ -135,6 +153,10 @@ def pinned() -> list[Pin]:
     pins: dict[str, Pin] = {}
     try:
         for connection in ConnectionManager.connections():
+            if connection.is_async and not aio.in_bridge():
+                raise ConfigurationError(
+                    f"connection {connection.name!r} is async: take the ar_adb fixture in an "
+                    f"async test (or await apinned()), not ar_db (docs/testing.md)")
             key = connection.engine.url.render_as_string(hide_password=False)
             if key in pins:
                 pins[key].serve(connection.engine)     # a replica configured on the primary's URL
@@ -147,6 +169,32 @@ def pinned() -> list[Pin]:
     return list(pins.values())
 
 
+async def apinned() -> list[Pin]:
+    """``pinned()`` on the event loop: async connections (and sync ones) held for a test."""
+    return await aio.run(_pinned_on_this_loop)
+
+
+def _pinned_on_this_loop() -> list[Pin]:
+    # idle connections made on another loop (a session fixture's, an earlier test's)
+    # cannot serve this one: their sockets are closed and they leave the pool
+    loop = asyncio.get_running_loop()
+    for connection in ConnectionManager.connections():
+        if connection.is_async:
+            bridge.close_orphans(connection.engine, loop)
+    return pinned()
+
+
+def _release_all(pins: list[Pin]) -> None:
+    errors = []
+    for pin in pins:
+        try:
+            pin.release()
+        except Exception as exc:  # release the others first; the first error is raised
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
 @pytest.fixture
 def ar_db() -> Iterator[None]:
     """Everything the test writes on any configured connection is rolled back after it."""
@@ -154,14 +202,21 @@ def ar_db() -> Iterator[None]:
     try:
         yield
     finally:
-        errors = []
-        for pin in pins:
-            try:
-                pin.release()
-            except Exception as exc:  # release the others first; the first error is raised
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        _release_all(pins)
+
+
+@pytest.fixture
+async def ar_adb() -> AsyncIterator[None]:
+    """``ar_db`` for an ``async def`` test: set up and rolled back on the test's event loop.
+
+    An async fixture: run by anyio's pytest plugin for ``@pytest.mark.anyio``
+    tests, or by pytest-asyncio in its auto mode (docs/testing.md for its strict mode).
+    """
+    pins = await apinned()
+    try:
+        yield
+    finally:
+        await aio.run(_release_all, pins)
 
 
 @pytest.fixture(scope="session")

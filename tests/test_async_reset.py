@@ -2,8 +2,8 @@
 
 Outside the bridge an async pool cannot close its connections through their
 loop; aiomysql's connections, collected, would try and print "Exception
-ignored ... RuntimeError: Event loop is closed" (bridge.close_orphans closes
-their sockets instead).
+ignored ... RuntimeError: Event loop is closed", asyncpg's warn
+(bridge.close_orphans closes their sockets instead).
 """
 
 from __future__ import annotations
@@ -14,18 +14,22 @@ import sys
 import warnings
 from typing import Any
 
+import pytest
+
 from rhosocial_ar import ConnectionManager
 from tests.conftest import SERVER_URLS, _missing, require_backend
 from tests.test_async import ASYNC_DRIVERS, AUser, async_url
 
 
-def test_a_sync_reset_after_the_loop_drops_aiomysql_connections_without_loop_errors() -> None:
-    require_backend("mysql")
+@pytest.mark.parametrize("backend", ["mysql", "postgresql"])
+def test_a_sync_reset_after_the_loop_closes_connections_without_loop_errors(backend: str) -> None:
+    require_backend(backend)
+    drivername, module = ASYNC_DRIVERS[backend]
     try:
-        __import__("aiomysql")
+        __import__(module)
     except ImportError as exc:
-        _missing(f"ASYNC DRIVER NOT INSTALLED, aiomysql tests did not run: {exc}")
-    url = async_url(SERVER_URLS["mysql"][0], ASYNC_DRIVERS["mysql"][0])
+        _missing(f"ASYNC DRIVER NOT INSTALLED, {module} tests did not run: {exc}")
+    url = async_url(SERVER_URLS[backend][0], drivername)
 
     async def main() -> None:
         ConnectionManager.reset()

@@ -26,13 +26,14 @@ SQLAlchemy
                                           (``autocommit_read``), and so does a create that
                                           is one INSERT (``autocommit_write``); without them
                                           both send BEGIN and COMMIT/ROLLBACK
-SQLAlchemy's pool, aiomysql and asyncio (a sync ``reset()`` after the event loop has closed)
-  QueuePool._pool.get_nowait()            the idle connections of a pool being dropped
-  aiomysql.Connection._loop, ._writer     a dropped connection whose loop is closed would
-                                          close its transport through that loop when
-                                          collected, and print "Event loop is closed"
+SQLAlchemy's pool, aiomysql, asyncpg and asyncio (``close_orphans``: a sync ``reset()``
+after the event loop has closed, ``ar_adb`` in the next test's loop)
+  QueuePool._pool.get_nowait(), .put_nowait()   the idle connections of a pool
+  aiomysql.Connection._loop, ._writer, ._reader  a connection whose loop is closed would
+  asyncpg.Connection._loop, ._transport, ._aborted  close its transport through that loop
+                                          when collected ("Event loop is closed") or warn
   asyncio _SelectorTransport._sock, ._closing  the socket, closed here instead; without these
-                                          the connections are dropped as before
+                                          the connections are left as before
 aiosqlite (the SQLite collation of decimals stored as text, ``dialects.py``)
   AdaptedConnection.driver_connection     public: the aiosqlite Connection
   aiosqlite.Connection._execute, ._conn   its worker thread, and the sqlite3 connection
@@ -182,32 +183,56 @@ def _switch(sa_conn: Any, on: bool) -> bool:
     return False
 
 
-def close_orphans(engine: Any) -> None:
-    """Close the sockets of ``engine``'s idle aiomysql connections whose event loop has closed.
+def close_orphans(engine: Any, loop: Any = None) -> int:
+    """Close the sockets of ``engine``'s idle connections whose event loop has closed (or, given
+    ``loop``, is another loop); they leave the pool. Returns how many.
 
-    Called before a sync ``reset()`` drops an async pool outside the bridge:
-    collected later, aiomysql's ``Connection.__del__`` would close its transport
-    through the closed loop ("Exception ignored ... Event loop is closed").
+    asyncpg's and aiomysql's connections belong to their loop. Dropped after it
+    has closed (a sync ``reset()``), aiomysql's ``__del__`` would close the
+    transport through it and print "Exception ignored ... Event loop is
+    closed", asyncpg's warn; used on another loop (the next test's), they fail.
     """
     queue: Any = getattr(engine.pool, "_pool", None)
-    if not hasattr(queue, "get_nowait"):   # another pool class, or moved: dropped as before
-        return
+    if not hasattr(queue, "get_nowait"):   # another pool class, or moved: left as they are
+        return 0
+    kept, closed = [], 0
     while True:
         try:
-            record = queue.get_nowait()          # the pool is dropped next: take them all
+            record = queue.get_nowait()
         except Exception:                        # Empty
-            return
+            break
         driver: Any = getattr(record.dbapi_connection, "driver_connection", None)
-        loop, writer = getattr(driver, "_loop", None), getattr(driver, "_writer", None)
-        if writer is None or loop is None or not loop.is_closed():
+        own = getattr(driver, "_loop", None)
+        if own is None or not (own.is_closed() or (loop is not None and own is not loop)) \
+                or not _close_socket(driver):
+            kept.append(record)
             continue
-        transport = writer.transport
-        sock = getattr(transport, "_sock", None)
-        if sock is None:
-            continue
-        driver._writer = driver._reader = None     # nothing left for its __del__ to close
-        transport._sock, transport._closing = None, True   # nor for the transport's, its writer's
-        sock.close()                               # the server ends the session
+        closed += 1
+    for record in kept:
+        queue.put_nowait(record)
+    return closed
+
+
+def _close_socket(driver: Any) -> bool:
+    """Close an aiomysql or asyncpg connection's socket without its loop; False for another driver."""
+    transport: Any
+    if hasattr(driver, "_writer"):               # aiomysql
+        writer = driver._writer
+        transport = writer.transport if writer is not None else None
+    elif hasattr(driver, "_transport") and hasattr(driver, "_aborted"):   # asyncpg
+        transport = driver._transport
+    else:
+        return False
+    sock = getattr(transport, "_sock", None)
+    if sock is None:
+        return False
+    if hasattr(driver, "_writer"):
+        driver._writer = driver._reader = None   # nothing left for its __del__ to close
+    else:
+        driver._aborted = True                   # is_closed(): its __del__ neither warns nor aborts
+    transport._sock, transport._closing = None, True   # nor for the transport's, its writer's
+    sock.close()                                 # the server ends the session
+    return True
 
 
 def sqlite_collation(dbapi_connection: Any, name: str, compare: Callable[[str, str], int]) -> None:
