@@ -69,7 +69,8 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setattr(registry, "_by_name", defaultdict(list))
     monkeypatch.setattr(registry, "_by_table", defaultdict(list))
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
-    monkeypatch.setattr(tenants, "_registry", None)      # no tenants registered yet
+    register_tenants(lambda _: None)      # closes an earlier test's tenants
+    tenants._registry = None              # none registered yet
     monkeypatch.delenv(APP_VARIABLE, raising=False)
     monkeypatch.chdir(tmp_path)
     ConnectionManager.reset()
