@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from rhosocial_ar import ConnectionManager, migrate
 from rhosocial_ar.cli import main
 from rhosocial_ar.demo import find_chinook
-from rhosocial_ar.demo.models import ALL_MODELS
+from rhosocial_ar.demo.models import ALL_MODELS, ShardedInvoice
+from rhosocial_ar.sharding import shard_index
 
 from .conftest import SERVER_URLS, Backend, require_backend
 
@@ -91,7 +92,41 @@ def check_output(out: str, source: dict[str, Any]) -> None:
     assert f"still {source['selling_artists']} rows" in out
     assert f"{source['archived']} lines of " in out and "left in sales 0" in out
     assert ": match" in out
+    check_shard_output(out, source)
     assert out.rstrip().splitlines()[-1].startswith("done: ")
+
+
+def check_shard_output(out: str, source: dict[str, Any]) -> None:
+    """The sharded step's lines: each read checked against the unsharded invoices."""
+    lines = {line[2:25].strip(): line[25:] for line in out.splitlines() if line.startswith("  ")}
+    assert "shards: the invoices split by customer over two more databases" in out
+    for label in ("key-routed read", "fan-out order/limit", "fan-out aggregates"):
+        assert lines[label].endswith(": match"), lines[label]
+    assert "(0 on sales_s0, 1 on sales_s1)" in lines["key-routed read"] \
+        or "(1 on sales_s0, 0 on sales_s1)" in lines["key-routed read"]
+    assert "2 queries" in lines["fan-out order/limit"]
+    assert lines["fan-out aggregates"].startswith(
+        f"{source['invoices'] + 1} invoices total {source['total_after_sale']}, avg ")
+    per_shard = dict(part.split()[:2] for part in lines["bulk_insert per shard"].split(", ")[:2])
+    assert sum(map(int, per_shard.values())) == source["invoices"] + 1
+
+
+def check_shards(urls: list[str], source: dict[str, Any]) -> None:
+    """Every invoice on exactly one shard, the one its customer hashes to; totals add up."""
+    customers: list[int] = []
+    total = Decimal(0)
+    for index, url in enumerate(urls):
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT customer_id, total FROM sharded_invoices")).all()
+        finally:
+            engine.dispose()
+        assert {shard_index(c, len(urls)) for c, _ in rows} == {index}
+        customers += [c for c, _ in rows]
+        total += sum((_money(t) for _, t in rows), Decimal(0))
+    assert len(customers) == source["invoices"] + 1
+    assert total == source["total_after_sale"]
 
 
 def check_databases(catalog_url: str, sales_url: str, source: dict[str, Any]) -> None:
@@ -120,7 +155,7 @@ def check_databases(catalog_url: str, sales_url: str, source: dict[str, Any]) ->
 def drop_demo_tables(*urls: str) -> None:
     """Leave the shared test databases as other tests expect them: without the demo's tables
     and the version tables of its migrations."""
-    names = [model.__table__.name for model in ALL_MODELS]
+    names = [model.__table__.name for model in [*ALL_MODELS, ShardedInvoice]]
     names += [migrate.version_table(name) for name in ("catalog", "sales")]
     for url in urls:
         engine = sa.create_engine(url)
@@ -141,6 +176,8 @@ def test_demo_in_process_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture
         check_output(captured.out, source)
     check_databases(f"sqlite:///{tmp_path / 'catalog.db'}", f"sqlite:///{tmp_path / 'sales.db'}",
                     source)
+    check_shards([f"sqlite:///{tmp_path / 'sales_s0.db'}", f"sqlite:///{tmp_path / 'sales_s1.db'}"],
+                 source)
 
 
 def _command() -> list[str]:
@@ -161,6 +198,12 @@ def test_demo_as_a_command(tmp_path: Path, source: dict[str, Any]) -> None:
     check_output(done.stdout, source)
     assert "tables dropped" in done.stdout
     assert (tmp_path / "data" / "catalog.db").is_file()
+    for shard in ("sales_s0", "sales_s1"):     # --drop drops the sharded table too
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'data' / f'{shard}.db'}")
+        try:
+            assert sa.inspect(engine).get_table_names() == []
+        finally:
+            engine.dispose()
 
 
 def test_demo_failure_is_one_line(tmp_path: Path) -> None:
@@ -194,8 +237,9 @@ def test_demo_on_server(backend: Backend, tmp_path: Path, capsys: pytest.Capture
         assert captured.err == ""
         check_output(captured.out, source)
         assert f"to_sql ({backend.name})" in captured.out
-        assert not list(tmp_path.iterdir())   # nothing went to SQLite
+        assert not list(tmp_path.iterdir())   # nothing went to SQLite, the shards neither
         check_databases(catalog_url, sales_url, source)
+        check_shards([catalog_url, sales_url], source)
     finally:
         drop_demo_tables(catalog_url, sales_url)
 
@@ -211,7 +255,9 @@ def test_demo_across_servers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         out = capsys.readouterr().out
         check_output(out, source)
         assert "strategy two-phase" in out          # PostgreSQL and MariaDB both prepare
+        assert f"sales_s0               {sa.make_url(catalog_url).render_as_string()}" in out
         check_databases(catalog_url, sales_url, source)
+        check_shards([catalog_url, sales_url], source)     # one shard on each server
     finally:
         drop_demo_tables(catalog_url, sales_url)
 
@@ -259,3 +305,19 @@ def test_a_database_holding_a_demo_table_is_left_alone(
         assert (_snapshot(catalog_url), _snapshot(sales_url)) == before
     finally:
         drop_demo_tables(catalog_url)
+
+
+def test_a_sharded_invoices_table_of_someone_elses_is_left_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A side given by URL holds a shard: a table of that name the demo did not make stops it."""
+    sales = tmp_path / "theirs.db"
+    engine = sa.create_engine(f"sqlite:///{sales}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE sharded_invoices (id INTEGER PRIMARY KEY)"))
+    finally:
+        engine.dispose()
+    assert main(["demo", "--dir", str(tmp_path), "--sales-url", f"sqlite:///{sales}"]) == 1
+    out, err = capsys.readouterr()
+    assert "migrations:" not in out
+    assert "already holds sharded_invoices, which the demo creates" in err

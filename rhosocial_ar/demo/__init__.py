@@ -13,6 +13,7 @@ rhosocial_ar.demo:migration_app --directory DIR`` works on those chains.
 
 - ``models``: the demo's models, on 'catalog' and 'sales'
 - ``databases``: the shipped files, the connections, the checks, migrations and loading
+- ``shards``: the sharded step, the invoices split by customer over two more databases
 - ``tour``: the tour of the API, ``run()``
 """
 

@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 
 from .. import ActiveRecord, BelongsTo, Field, HasMany
 
-__all__ = ["ALL_MODELS", "CATALOG", "SALES", "Album", "ArchivedLine", "Artist", "ArtistSales",
-           "Customer", "Genre", "Invoice", "InvoiceLine", "MediaType", "Track"]
+__all__ = ["ALL_MODELS", "CATALOG", "SALES", "SHARDS", "Album", "ArchivedLine", "Artist",
+           "ArtistSales", "Customer", "Genre", "Invoice", "InvoiceLine", "MediaType",
+           "ShardedInvoice", "Track"]
 
 
 def money(**kwargs: Any) -> Any:
@@ -140,6 +141,28 @@ class ArchivedLine(ActiveRecord):
     track_id: int
     unit_price: Decimal = money()
     quantity: int
+
+
+# -- the sharded step: invoices split by customer over two more connections -----------
+
+SHARDS = ["sales_s0", "sales_s1"]
+
+
+class ShardedInvoice(ActiveRecord):
+    """The invoices again, each on the shard its customer_id hashes to (tour_shards).
+
+    Not among ALL_MODELS: its table is made by create_table() on both shards,
+    not by the 'catalog' or 'sales' migrations.
+    """
+
+    __table_name__ = "sharded_invoices"
+    __shards__ = SHARDS
+    __shard_key__ = "customer_id"
+    invoice_id: int = key()
+    customer_id: int = Field(index=True)
+    invoice_date: datetime.datetime
+    billing_country: str | None = Field(None, max_length=40)
+    total: Decimal = money()
 
 
 CATALOG: list[type[ActiveRecord]] = [Artist, Album, Genre, MediaType, Track]

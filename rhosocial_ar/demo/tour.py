@@ -24,6 +24,7 @@ from .. import ConnectionManager, RecordNotFound, get_connection, migrate, trans
 from ..errors import CommandError
 from .databases import SIDES, find_chinook, packaged, prepare, show
 from .models import (
+    SHARDS,
     Album,
     ArchivedLine,
     Artist,
@@ -32,8 +33,10 @@ from .models import (
     Genre,
     Invoice,
     InvoiceLine,
+    ShardedInvoice,
     Track,
 )
+from .shards import tour_shards
 
 __all__ = ["run"]
 
@@ -255,12 +258,15 @@ def run(args: argparse.Namespace) -> int:
         tour_upsert(tour_transaction())
         print("transfer: each batch atomic across both databases")
         tour_transfer(progress=not args.no_progress)
+        print("shards: the invoices split by customer over two more databases")
+        tour_shards(args)
         if args.drop:
+            ShardedInvoice.drop_table()
             for name in SIDES:
                 migrate.downgrade(name, "base", migrations)
         kept = "tables dropped" if args.drop else "tables kept"
         print(f"done: {rows} rows loaded, {time.perf_counter() - started:.2f} s, {kept}")
         return 0
     finally:
-        for name in {"catalog", "sales", "chinook"} & set(ConnectionManager.names()):
+        for name in {"catalog", "sales", "chinook", *SHARDS} & set(ConnectionManager.names()):
             get_connection(name).dispose()   # close files and server sessions
