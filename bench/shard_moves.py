@@ -113,7 +113,7 @@ def counts(table: str) -> dict[str, int]:
         try:
             cursor = raw.cursor()
             cursor.execute(f"SELECT COUNT(*) FROM {table}")
-            out[shard] = cursor.fetchone()[0]
+            (out[shard],) = cursor.fetchone() or (0,)
         finally:
             raw.close()
     return out

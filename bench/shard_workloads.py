@@ -70,13 +70,14 @@ def copy_rows(connection: str, table: str, data: list[tuple[Any, ...]],
     """COPY ``data`` into ``table`` on ``connection`` with the raw driver, then ANALYZE it."""
     text = "".join("\t".join(str(v) for v in row) + "\n" for row in data)
     raw = get_connection(connection).engine.raw_connection()
+    driver: Any = raw.driver_connection
     try:
         cursor = raw.cursor()
         cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
         raw.commit()
-        raw.driver_connection.autocommit = True      # VACUUM runs outside a transaction
+        driver.autocommit = True      # VACUUM runs outside a transaction
         cursor.execute(f"VACUUM ANALYZE {table}")
-        raw.driver_connection.autocommit = False
+        driver.autocommit = False
     finally:
         raw.close()
 
