@@ -102,8 +102,20 @@ def _binary(left: Any, right: Any, op: Any, type_: Any, negate: Any,
         modifiers={} if modifiers is None else modifiers,
         _orig=(left.__hash__(), right.__hash__()),
         _propagate_attrs=left._propagate_attrs or right._propagate_attrs,
-        _is_implicitly_boolean=operators.is_boolean(op))
+        _is_implicitly_boolean=_is_boolean(op))
     return expr
+
+
+# per operator: is_boolean() of one that is no comparison asks a Protocol's isinstance
+# (about a microsecond); the operators here are the module's own functions, fixed
+_boolean: dict[Any, bool] = {}
+
+
+def _is_boolean(op: Any) -> bool:
+    found = _boolean.get(op)
+    if found is None:
+        found = _boolean[op] = operators.is_boolean(op)
+    return found
 
 
 _copying = _anonymous_label is not None
