@@ -171,8 +171,9 @@ def _tenants(args: argparse.Namespace) -> int:
         still = len(report.results) - moved - len(report.failed)
         print(f"tenants: {moved} {_DONE[command]}, {still} already there, "
               f"{len(report.failed)} failed")
-        for name, outcome in report.failed.items():
-            print(f"  {name}: {describe_error(outcome.error)}")    # type: ignore[arg-type]
+        for name, outcome in report.results.items():
+            if outcome.error is not None:
+                print(f"  {name}: {describe_error(outcome.error)}")
     if report.failed:
         raise CommandError(f"{len(report.failed)} of {len(report.results)} tenants failed (listed "
                            f"above); run the command again once fixed: the tenants done are left "

@@ -91,13 +91,12 @@ class Report:
         """``MigrationError`` naming each failed target (the first failure is the cause)."""
         if self.ok:
             return
-        failed = self.failed
-        first = next(iter(failed.values()))
-        text = f"{self.what}: {len(failed)} of {len(self.results) + len(self.not_run)} failed: " + \
-            "; ".join(f"{n!r}: {describe_error(o.error)}" for n, o in failed.items())  # type: ignore[arg-type]
+        errors = {name: o.error for name, o in self.results.items() if o.error is not None}
+        text = (f"{self.what}: {len(errors)} of {len(self.results) + len(self.not_run)} failed: "
+                + "; ".join(f"{name!r}: {describe_error(error)}" for name, error in errors.items()))
         if self.not_run:
             text += f"; not run: {', '.join(map(repr, self.not_run))}"
-        raise MigrationError(text) from first.error
+        raise MigrationError(text) from next(iter(errors.values()))
 
 
 # what a caller may watch: the target about to run, then its outcome
