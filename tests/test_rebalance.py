@@ -201,7 +201,7 @@ def test_reads_during_the_move_see_each_row_once(shards: str) -> None:
     top = sorted((i for i, _ in made), reverse=True)[:5]
     total = sum(i for i, _ in made)
     late = 10**6                            # the row written mid-move: id, and -total
-    written = threading.Event()
+    writing, written = threading.Event(), threading.Event()
 
     def expected(extra: bool) -> dict[str, Any]:
         return {"count": len(made) + extra, "sum": total - late * extra, "top": top,
@@ -223,13 +223,15 @@ def test_reads_during_the_move_see_each_row_once(shards: str) -> None:
             except Exception as exc:       # handed to the test thread
                 wrong.append(repr(exc))
                 return
-            allowed = expected(was_written), expected(written.is_set())   # each read on its own
-            wrong.extend(f"{name}: {value} (written: {was_written}, {written.is_set()})"
+            begun = writing.is_set()     # with the row if written before, without if begun after
+            allowed = expected(was_written), expected(begun)
+            wrong.extend(f"{name}: {value} (written: {was_written}, begun: {begun})"
                          for name, value in seen.items() if value not in [a[name] for a in allowed])
             during[in_move] += 1
 
     def pace(batches: int) -> None:
         if batches == 1:                   # a write mid-move goes by the new map
+            writing.set()
             Order.create(id=late, customer_id=watched[0], total=-late)
             written.set()
         time.sleep(0.02)
@@ -253,7 +255,8 @@ def test_reads_during_the_move_see_each_row_once(shards: str) -> None:
     assert_each_row_once_at_home([*made, (late, watched[0])])
 
 
-def test_ranges_move_rows_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ranges_move_rows_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     """A new ranges map over the same shards: rows move between old shards, in both directions."""
     monkeypatch.setenv(URLS_VARIABLE, json.dumps(flavour_urls("sqlite", tmp_path)))
     ConnectionManager.reset()
@@ -278,6 +281,16 @@ def test_ranges_move_rows_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert sorted(Ranged.on_shard("s1").pluck("customer_id")) == list(range(50, 250, 5))
         with pytest.raises(ConfigurationError, match="needs 2 boundaries"):
             rebalance(Ranged, OLD, shard_ranges(50), progress=False)
+        # and back, from the command line
+        command = ["shards", "rebalance", "tests.test_rebalance.Ranged", "--to", *OLD, "--ranges",
+                   "100", "200", "--no-progress", "--app", "tests.test_rebalance:configure_shards"]
+        capsys.readouterr()
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        assert "moved 20 rows in 2 batches (s1->s0 10, s1->s2 10)" in out and "counts match" in out
+        assert [Ranged.on_shard(s).count() for s in OLD] == [20, 20, 20]
+        assert main([*command, "--by", "hash"]) == 1
+        assert "give --ranges or --by, not both" in capsys.readouterr().err
     finally:
         ConnectionManager.reset()
 
@@ -375,6 +388,10 @@ def check_the_rerun(made: list[tuple[int, int]], step: str,
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "counts match" in out and "__shards__ = ['s0', 's1', 's2', 's3']" in out
+    if step == "between_sides":        # the killed batch's rows were on both shards
+        assert "20 rows were on two shards" in out
+    if step.startswith("after_"):      # its two-phase branches, finished by the rerun
+        assert "in-doubt branches of an earlier run" in out
     assert_each_row_once_at_home(made)
     homes = Counter(NEW[shard_index(c, 4)] for _, c in made)
     assert {s: len(r) for s, r in placement().items()} == dict(homes)
