@@ -62,10 +62,9 @@ def _sharded() -> list[Any]:
     """Every sharded model declared so far; a table declared again (a module imported twice,
     a docs example run again) counts once, by its newest model."""
     newest: dict[str, Any] = {}
-    for models in registry._by_name.values():    # the registry's own index of models by name
-        for model in models:
-            if getattr(model, "__shards__", None) is not None and "__table__" in model.__dict__:
-                newest[model.__table__.key] = model
+    for model in registry.all_models():
+        if getattr(model, "__shards__", None) is not None and "__table__" in model.__dict__:
+            newest[model.__table__.key] = model
     return list(newest.values())
 
 

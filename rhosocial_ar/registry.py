@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 __all__ = [
-    "metadata_for", "models_named", "models_of_table", "register_model", "register_table",
-    "tables_by_connection",
+    "all_models", "metadata_for", "models_named", "models_of_table", "register_model",
+    "register_table", "tables_by_connection",
 ]
 
 _metadata: dict[str, sa.MetaData] = {}
@@ -32,6 +32,11 @@ def models_named(name: str) -> list[Any]:
 
 def models_of_table(table: Any) -> list[Any]:
     return list(_by_table.get(table, ()))
+
+
+def all_models() -> list[Any]:
+    """Every model class declared so far, oldest first within a name."""
+    return [model for models in _by_name.values() for model in models]
 
 
 # names for the constraints models declare without one (unique=True, foreign_key=...),
