@@ -26,6 +26,7 @@ import datetime
 import os
 import pstats
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -199,7 +200,7 @@ def run_moves(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python -m bench.shard_run " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m bench.shard_run " + shlex.join(sys.argv[1:] if argv is None else argv)
     load_before = os.getloadavg()
     started = datetime.datetime.now(datetime.timezone.utc)
     moves: dict[str, Any] | None = None
