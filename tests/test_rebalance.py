@@ -295,6 +295,41 @@ def test_ranges_move_rows_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ConnectionManager.reset()
 
 
+class Line(ActiveRecord):
+    """A composite primary key, the shard key in it."""
+
+    __table_name__ = "rebalance_lines"
+    __shards__ = OLD
+    __shard_key__ = "customer_id"
+    customer_id: int = Field(primary_key=True, autoincrement=False)
+    n: int = Field(primary_key=True, autoincrement=False)
+    qty: int
+
+
+@pytest.mark.parametrize("flavour", ["sqlite", "servers"])
+def test_a_composite_primary_key(flavour: str, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(URLS_VARIABLE, json.dumps(flavour_urls(flavour, tmp_path)))
+    ConnectionManager.reset()
+    configure_shards()
+    saved = _declared(Line)
+    try:
+        everywhere(Line, "drop_table")
+        everywhere(Line, "create_table")
+        for c in range(30):
+            with Line.using_connection(shard_of(Line, c)):
+                Line.bulk_insert([{"customer_id": c, "n": n, "qty": n} for n in range(3)])
+        report = rebalance(Line, NEW, batch_size=7, progress=False)
+        assert report.matches and report.rows_moved == 3 * sum(
+            shard_index(c, 3) != shard_index(c, 4) for c in range(30))
+        assert Line.count() == 90 and Line.on_shard("s3").count() == report.after["s3"]
+        assert {shard_of(Line, c) for c in Line.on_shard("s3").pluck("customer_id")} == {"s3"}
+        everywhere(Line, "drop_table")
+    finally:
+        _restore(Line, saved)
+        ConnectionManager.reset()
+
+
 # -- bad input: refused before anything is written ------------------------------------------
 
 
