@@ -157,10 +157,13 @@ class Relation(Generic[T]):
         """Point the related records back at ``record`` (relation ``name``) without a query."""
         if name is None:
             return
+        set_relations = None
         for item in related:   # inverse.store(item, record), inline: once per loaded record
             cache = item._ar_relations
             if cache is None:
-                object.__setattr__(item, "_ar_relations", {name: record})
+                if set_relations is None:
+                    set_relations = _slot_setter(type(item))
+                set_relations(item, {name: record})
             else:
                 cache[name] = record
 
@@ -272,6 +275,18 @@ class Accessor(Generic[T, R]):
 
 
 _MISSING = object()
+
+
+_setters: list[Any] = []
+
+
+def _slot_setter(model: type) -> Any:
+    """The ``_ar_relations`` slot's own setter (every model's: ActiveRecord declares it), found
+    once: object.__setattr__ looks the slot up on every call."""
+    if not _setters:
+        owner = next(k for k in model.__mro__ if "_ar_relations" in vars(k))
+        _setters.append(vars(owner)["_ar_relations"].__set__)
+    return _setters[0]
 
 
 def _single_pk(model: Any) -> str:

@@ -182,3 +182,19 @@ def test_a_create_without_hooks_inside_is_its_insert_alone(pg_async: str) -> Non
         assert begins(await settled(sent)) == 1
 
     run({"url": pg_async, "pool_size": 1, "max_overflow": 0}, main)
+
+
+def test_in_lists_of_any_length_beside_other_parameters(pg_async: str) -> None:
+    """asyncpg's numbered placeholders: SQLAlchemy's rendering of IN lists kept per length."""
+    async def main(sent: list[str]) -> None:
+        await AUser.abulk_insert([{"name": f"u{i}", "age": i} for i in range(1, 8)])
+        for ids in ([1], [2, 3], [1, 2, 3], [3, 2], [7, 1, 4, 5], (6,), [1], [2, 3]):
+            query = AUser.where(id=list(ids)).where("age >= ?", 2).order_by("id")
+            assert await query.apluck("id") == sorted(i for i in ids if i >= 2)
+            assert [u.id for u in await query.aall()] == sorted(i for i in ids if i >= 2)
+        both = AUser.where(name=["u1", "u3", "u4"], age=[1, 3, 5]).order_by("id")
+        assert await both.apluck("name") == ["u1", "u3"]
+        assert await AUser.where(id=[]).acount() == 0
+        assert await AUser.where(AUser.c.id.in_([2, 4])).order_by("-id").apluck("id") == [4, 2]
+
+    run({"url": pg_async, "pool_size": 1, "max_overflow": 0}, main)

@@ -26,7 +26,7 @@ from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 
-from . import internals, processors
+from . import internals, postcompile, processors
 from .guard import watched
 from .loading import loader
 from .placeholders import Placeholders
@@ -101,6 +101,10 @@ class Prepared:
         form = self._form
         if form is not None:
             found = self._positional(form, by_name)
+            if found is not None:
+                return found
+        if self.positional:        # numeric paramstyles (asyncpg): its rendering, kept per length
+            found = postcompile.statement(self._expanding, by_name)
             if found is not None:
                 return found
         # what SQLAlchemy's execution context does with an expanding parameter
