@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -436,8 +437,39 @@ def check_the_rerun(made: list[tuple[int, int]], step: str,
     assert capsys.readouterr().out.splitlines()[-1].split() == ["total", str(len(made))]
 
 
+@pytest.mark.soak
+def test_killed_at_random_moments(shards: str) -> None:
+    """SIGKILL at a random moment, again and again, then a last run: every row once, at home."""
+    made = seed()
+    rng = random.Random(21)
+    try:
+        kill_at_random(made, rng)
+    finally:
+        recover()          # nothing prepared left to block the table's drop, whatever failed
+
+
+def kill_at_random(made: list[tuple[int, int]], rng: random.Random) -> None:
+    for _ in range(int(os.environ.get("RHOSOCIAL_AR_REBALANCE_KILLS", "8"))):
+        child = subprocess.Popen([sys.executable, "-m", "tests.test_rebalance", "paced", "0"],
+                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "started\n"
+            time.sleep(rng.uniform(0.0, 0.6))
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait(30)
+        recover()          # a batch killed between its commits is in doubt until then
+        ids = Counter(i for rows in placement().values() for i, _ in rows)
+        assert set(ids) == {i for i, _ in made}                 # nothing lost between kills
+    report = rebalance(Order, NEW, batch_size=20, progress=False)
+    assert report.matches, str(report)
+    assert_each_row_once_at_home(made)
+
+
 def _child(step: str, nth: int) -> None:
-    """Rebalance Order to NEW, holding (until killed) the nth time ``step`` is reached."""
+    """Rebalance Order to NEW, holding (until killed) the nth time ``step`` is reached;
+    step 'paced': never held, batches of 5 rows with a pause after each (to be killed at random)."""
     configure_shards()
     reached = Counter[str]()
 
@@ -450,8 +482,13 @@ def _child(step: str, nth: int) -> None:
 
     transfer_module.crash_point = hold
     twophase.crash_point = hold      # type: ignore[attr-defined]
-    rebalance_module.after_batch = lambda batches: hold("rebalance_batch")
-    rebalance(Order, NEW, batch_size=20, progress=False)
+    if step == "paced":
+        rebalance_module.after_batch = lambda batches: time.sleep(0.005)
+        print("started", flush=True)
+        rebalance(Order, NEW, batch_size=5, progress=False)
+    else:
+        rebalance_module.after_batch = lambda batches: hold("rebalance_batch")
+        rebalance(Order, NEW, batch_size=20, progress=False)
     print("finished without being held", flush=True)
 
 
