@@ -472,10 +472,30 @@ def test_the_public_fallback_runs_the_same_code(adb: AsyncBackend, monkeypatch: 
     from rhosocial_ar.fastpath import bridge
 
     monkeypatch.setattr(bridge, "_greenlet_spawn", None)
-    assert bridge.check() == ["sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)"]
+    monkeypatch.setattr(bridge, "_reuse", False)
+    assert bridge.check() == ["sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)",
+                              "SQLAlchemy's bridge greenlets are no longer marked "
+                              "__sqlalchemy_greenlet_provider__ (a new greenlet per call)"]
 
     async def main() -> None:
         async with AUser.atransaction():
+            await AUser.acreate(name="ann")
+        assert await AUser.apluck("name") == ["ann"]
+
+    arun(adb, main)
+
+
+def test_without_kept_greenlets_greenlet_spawn_runs_the_same_code(
+        adb: AsyncBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bridge.spawn keeps its greenlets (fastpath/greenlets.py); without them, a new one per call."""
+    from rhosocial_ar.fastpath import bridge
+
+    monkeypatch.setattr(bridge, "_reuse", False)
+
+    async def main() -> None:
+        async with AUser.atransaction():
+            await AUser.acreate(name="ann")
+        with pytest.raises(sa.exc.IntegrityError):
             await AUser.acreate(name="ann")
         assert await AUser.apluck("name") == ["ann"]
 

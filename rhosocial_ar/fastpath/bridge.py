@@ -12,6 +12,9 @@ SQLAlchemy
   sqlalchemy.util.greenlet_spawn          runs a sync function in that greenlet; the
                                           public ``AsyncSession.run_sync`` does the same
                                           with a session we never use (the fallback)
+  __sqlalchemy_greenlet_provider__        how await_only knows a bridge greenlet: spawn() keeps
+                                          its greenlets for the next call (greenlets.py);
+                                          without the mark, greenlet_spawn as before
   sqlalchemy.util.await_only              awaits a coroutine from inside the greenlet (the
                                           driver's own calls use it); ``sleep`` awaits
                                           ``asyncio.sleep`` with it, so a wait in sync code
@@ -49,7 +52,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from . import guard
+from . import greenlets, guard
 
 __all__ = ["autocommit_read", "autocommit_write", "check", "concurrently", "sleep", "sqlite_collation",
            "spawn"]
@@ -70,6 +73,7 @@ except ImportError:    # gone: waits in the bridge block the event loop, as time
     _await_only = None
 
 _warned: set[str] = set()
+_reuse = greenlets.usable()      # bridge greenlets kept between calls (greenlets.py)
 
 
 async def spawn(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -78,6 +82,8 @@ async def spawn(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
     The greenlet shares the calling task's context, so ``ContextVar`` blocks
     opened inside stay open for the task after it returns.
     """
+    if _reuse:
+        return await greenlets.spawn(fn, *args, **kwargs)
     if _greenlet_spawn is not None:
         return await _greenlet_spawn(fn, *args, **kwargs)   # type: ignore[no-any-return]
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -257,6 +263,9 @@ def check() -> list[str]:
     problems: list[str] = []
     if _greenlet_spawn is None:
         problems.append("sqlalchemy.util.greenlet_spawn is gone (AsyncSession.run_sync is used)")
+    if not _reuse:
+        problems.append("SQLAlchemy's bridge greenlets are no longer marked "
+                        "__sqlalchemy_greenlet_provider__ (a new greenlet per call)")
     if _await_only is None:
         problems.append("sqlalchemy.util.await_only is gone (waits in the bridge block the loop)")
     if _asyncpg_adapter() is None:
