@@ -347,6 +347,13 @@ def is_unknown_xid(exc: BaseException) -> bool:
     return len(args) > 0 and args[0] == 1397    # XAER_NOTA
 
 
+def is_empty_branch_gone(exc: BaseException) -> bool:
+    """(MariaDB) XA_RBROLLBACK finishing a prepared branch that wrote nothing: the server
+    rolled it back, which is what committing it would have done too."""
+    args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()))
+    return len(args) > 0 and args[0] == 1402
+
+
 def max_xid_length(dialect: Dialect) -> int:
     return 64 if dialect.name in ("mysql", "mariadb") else 199
 

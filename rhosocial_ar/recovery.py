@@ -135,6 +135,9 @@ def _finish(conn: Connection, text: str, logs: dict[str, Connection],
         if _busy(exc):
             report.busy.append((conn.name, text))     # its coordinator is finishing it
             return
+        if dialects.is_empty_branch_gone(exc):       # nothing to apply: finished either way
+            (report.committed if commit else report.rolled_back).append((conn.name, text))
+            return
         if not dialects.is_unknown_xid(exc):
             raise
         # finished by someone else meanwhile, or (MySQL) its session is still alive

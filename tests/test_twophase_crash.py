@@ -234,3 +234,22 @@ def test_recover_of_some_connections_keeps_the_decisions_of_the_others(pair_setu
     moved_exactly_once(Target)
     with log.engine.connect() as conn:                     # seen finished everywhere: forgotten
         assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+
+
+@pytest.mark.parametrize("step", ["after_prepares", "after_decision"])
+def test_branches_that_wrote_nothing_are_recovered(pair_setup, step):
+    """MariaDB rolls back a prepared branch that wrote nothing when it is finished
+    (XA_RBROLLBACK, 1402): for recover() that branch is done, either way."""
+    left, right = pair_setup("pg-my")
+    Source.all_rows().delete()            # nothing to move: the MariaDB branch writes nothing
+    child = subprocess.run([sys.executable, "-m", "tests.twophase_child", left, right, step],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert child.returncode == CRASH_EXIT, child.stderr
+    ConnectionManager.reset()
+    configure(left, right)
+    report = recover()
+    assert report.skipped == [] and report.busy == [], str(report)
+    finished = report.rolled_back if step == "after_prepares" else report.committed
+    assert len(finished) == 2, str(report)
+    assert in_doubt(["left", "right"]) == []
+    assert Source.count() == 0 and Target.count() == 0
