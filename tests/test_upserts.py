@@ -83,3 +83,36 @@ def test_bad_upsert_input_writes_nothing(db):
         Stat.insert_or_update({"user_id": 2, "bogus": 1}, conflict_keys=["user_id"])
     assert writes(sql) == []
     assert Stat.count() == 1
+
+
+def test_bulk_upsert_on_the_fast_path_sends_sqlalchemys_statement_per_batch(db):
+    # counted at the DB-API cursor (a listener would switch the fast path off); on psycopg2
+    # the rows' SQL is made from the one-row upsert, and must be what SQLAlchemy compiles
+    from bench import counting
+    from rhosocial_ar import ConnectionManager, bulk, get_connection
+    from rhosocial_ar.fastpath import execution
+
+    cursors = {"sqlite": {"factory": counting.SqliteConnection},
+               "postgresql": {"cursor_factory": counting.psycopg2_cursor_class()},
+               "mysql": {"cursorclass": counting.pymysql_cursor_class()}}
+    ConnectionManager.configure("counted", {**db.config(0), "connect_args": cursors[db.name]})
+    with Stat.using_connection("counted"):
+        make_tables(Stat)
+        Stat.bulk_insert([{"user_id": i, "visits": 0, "label": "old"} for i in range(0, 50)])
+        counting.COUNTER.reset()
+        rows = [{"user_id": i, "visits": i, "label": "new"} for i in range(25, 125)]
+        assert Stat.bulk_insert_or_update(rows, conflict_keys=["user_id"], batch_size=40) == 100
+        sent = [str(sql) for sql in counting._LOG if "INSERT" in str(sql)]
+        assert Stat.count() == 125
+        assert Stat.find(30).label == "new" and Stat.find(10).label == "old"
+        assert Stat.sum("visits") == sum(range(25, 125))
+    if db.name != "postgresql":
+        return
+    dialect = get_connection("counted").engine.dialect
+    names = ("user_id", "visits", "label")
+    expected = []
+    for count in (40, 40, 20):
+        stmt, keys = bulk._upsert_statement(Stat.__ar_meta__, dialect, names, ["user_id"],
+                                            ("visits", "label"), count)
+        expected.append(execution._prepare(stmt, dialect, keys).sql)
+    assert sent == expected

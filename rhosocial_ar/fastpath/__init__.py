@@ -24,13 +24,13 @@ compile it per dialect and parameter names, once.
 
 from .dicts import as_dicts
 from .drivers import CONNECT_TIMEOUT, bound_pymysql_handshake, pool_text
-from .execution import fetch, fetch_all, fetch_records, insert, insert_many, write
+from .execution import fetch, fetch_all, fetch_records, insert, insert_many, insert_rows, write
 from .guard import switch_off
 from .loading import STATE_SLOTS, loader, shares_snapshot
 from .shapes import shape_of
 
 __all__ = [
     "CONNECT_TIMEOUT", "STATE_SLOTS", "as_dicts", "bound_pymysql_handshake", "fetch", "fetch_all",
-    "fetch_records", "insert", "insert_many", "loader", "pool_text", "shape_of",
+    "fetch_records", "insert", "insert_many", "insert_rows", "loader", "pool_text", "shape_of",
     "shares_snapshot", "switch_off", "write",
 ]

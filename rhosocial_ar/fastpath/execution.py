@@ -32,7 +32,7 @@ from .loading import loader
 from .placeholders import Placeholders
 from .source import define
 
-__all__ = ["fetch", "fetch_all", "fetch_records", "insert", "insert_many", "write"]
+__all__ = ["fetch", "fetch_all", "fetch_records", "insert", "insert_many", "insert_rows", "write"]
 
 R = TypeVar("R")
 # (column index, SQLAlchemy result processor) for the columns that need converting
@@ -190,8 +190,10 @@ class Prepared:
 
         What SQLAlchemy's "insertmanyvalues" sends for psycopg2, minus renaming
         every parameter of every row: psycopg2 fills ``%s`` from a tuple far
-        faster than thousands of ``%(name)s`` from a dict. None when the SQL
-        is not the plain ``INSERT ... VALUES (...)`` this can repeat.
+        faster than thousands of ``%(name)s`` from a dict. An upsert's ``ON
+        CONFLICT`` clause without parameters follows the rows once, as in the
+        multi-row statement SQLAlchemy compiles. None when the SQL is not the
+        plain ``INSERT ... VALUES (...)`` this can repeat.
         """
         if self._row_template is None:
             self._row_template = self._positional_row()
@@ -201,19 +203,23 @@ class Prepared:
         if found is None:
             if len(self._rows_sql) > 8:    # a batch size and its remainder, per call
                 self._rows_sql.clear()
-            head = self.sql.rpartition(" VALUES ")[0]
+            head, _, rest = self.sql.rpartition(" VALUES ")
+            tail = rest[len(self._row_template):]
             rows = ", ".join([self._row_template] * count)
-            found = self._rows_sql[count] = f"{head} VALUES {rows}"
+            found = self._rows_sql[count] = f"{head} VALUES {rows}{tail}"
         return found
 
     def _positional_row(self) -> str:
         """The ``(%s, %s, ...)`` of the VALUES, or '' when this is not such an INSERT."""
-        head, sep, template = self.sql.rpartition(" VALUES ")
+        head, sep, rest = self.sql.rpartition(" VALUES ")
         if not sep or self.returning or not self.positional \
                 or self._compiled.dialect.paramstyle not in ("format", "pyformat"):
             return ""
+        row = _first_group(rest)
         # every parameter in the row: the flat values follow the placeholders' order
-        return "" if "%s" in head or "%s" not in template else template
+        if not row or "%s" in head or "%s" not in row or "%s" in rest[len(row):]:
+            return ""
+        return row
 
     def result_processors(self, dialect: Any, cursor: Any) -> Converters:
         """(column index, processor) for the columns that need converting."""
@@ -226,6 +232,21 @@ class Prepared:
             )
             self._result_processors = tuple((i, p) for i, p in found if p is not None)
         return self._result_processors
+
+
+def _first_group(text: str) -> str:
+    """``text``'s leading parenthesized group, to its matching parenthesis; '' when there is
+    none or it holds a quote (a literal could hold a parenthesis)."""
+    if not text.startswith("("):
+        return ""
+    depth = 0
+    for i, char in enumerate(text):
+        if char in "'\"":
+            return ""
+        depth += (char == "(") - (char == ")")
+        if depth == 0:
+            return text[:i + 1]
+    return ""
 
 
 def _arguments_builder(names: tuple[str, ...], spec: tuple[Any, ...], positional: bool,
@@ -482,13 +503,7 @@ def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
     prepared = None if not internals.usable() or watched(sa_conn) \
         else _prepare(stmt, dialect, names)
     # psycopg2's executemany is a round trip per row: one multi-row INSERT per batch instead
-    rows_sql = (prepared.rows_statement(count) if prepared is not None
-                and dialect.driver == "psycopg2" and count > 1 else None)
-    if rows_sql is not None:
-        assert prepared is not None
-        flat = tuple(chain.from_iterable(zip(*prepared._converted_columns(
-            dialect, names, columns, count), strict=True)))
-        _run_sql(sa_conn, rows_sql, flat, cursor_method="execute")
+    if count > 1 and _rows_at_once(sa_conn, prepared, names, columns, count):
         return
     # other drivers SQLAlchemy batches itself (insertmanyvalues) go through it
     if prepared is None or prepared.returning or dialect.use_insertmanyvalues_wo_returning:
@@ -497,6 +512,34 @@ def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
         return
     sql, rows = prepared.many(dialect, names, columns, count)
     _run_sql(sa_conn, sql, rows, cursor_method="executemany")
+
+
+def insert_rows(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
+                columns: Sequence[list[Any]], count: int) -> bool:
+    """``stmt``, a one-row INSERT or upsert, run as one statement of ``count`` rows, on psycopg2.
+
+    The SQL SQLAlchemy compiles for the ``count``-row statement, made from the
+    one-row form compiled once instead of once per row count (thousands of
+    parameters compile in tens of milliseconds). False, having run nothing,
+    where this is not possible: the caller runs its own statement.
+    """
+    if not internals.usable() or watched(sa_conn):
+        return False
+    return _rows_at_once(sa_conn, _prepare(stmt, sa_conn.dialect, names), names, columns, count)
+
+
+def _rows_at_once(sa_conn: sa.Connection, prepared: Prepared | None, names: Sequence[str],
+                  columns: Sequence[list[Any]], count: int) -> bool:
+    dialect = sa_conn.dialect
+    rows_sql = (prepared.rows_statement(count) if prepared is not None
+                and dialect.driver == "psycopg2" else None)
+    if rows_sql is None:
+        return False
+    assert prepared is not None
+    flat = tuple(chain.from_iterable(zip(*prepared._converted_columns(
+        dialect, names, columns, count), strict=True)))
+    _run_sql(sa_conn, rows_sql, flat, cursor_method="execute")
+    return True
 
 
 def _run_sql(sa_conn: sa.Connection, sql: str, arguments: Any, cursor_method: str) -> None:
