@@ -5,9 +5,10 @@
 
 Both start from the same rows on s0..s3 (tables of their own) and end with
 every row on the shard jump hash gives it among s0..s4. The plain copy is
-what a careful script does without atomicity: scan each shard's keys, then
-per batch of BATCH rows select them, insert them on the new shard with one
-multi-row INSERT, commit, delete them from the old one, commit.
+what a careful script does without atomicity: scan each shard's keys (each
+customer's shard computed once), then per batch of BATCH rows select them,
+insert them on the new shard with one multi-row INSERT, commit, delete them
+from the old one, commit.
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ def plain_move() -> tuple[float, int]:
             read = raws[source].cursor()
             read.execute("SELECT id, customer_id FROM plain_orders")
             targets: dict[str, list[int]] = {}
+            homes: dict[int, str] = {}             # hashed once per customer, as rebalance() does
             for pk, key in read.fetchall():
-                target = NEW_SHARDS[shard_index(key, len(NEW_SHARDS))]
+                target = homes.get(key)
+                if target is None:
+                    target = homes[key] = NEW_SHARDS[shard_index(key, len(NEW_SHARDS))]
                 if target != source:
                     targets.setdefault(target, []).append(pk)
             raws[source].commit()
