@@ -271,9 +271,13 @@ def _settled(model: Any, new: Any, shards: Sequence[str], homes: dict[Any, str])
     when its key is. None when some key is not: ``_scan()`` then finds the rows' primary keys.
 
     Primary keys are unique on a shard, so a shard's rows are its count; the
-    keys' primary keys are only needed for rows still to move.
+    keys' primary keys are only needed for rows still to move. Integer keys
+    only: a server groups text by its collation ('a' with 'A', or 'a ') and
+    decimals by value (1.0 with 1.00), which a mapping may tell apart.
     """
     key, pick, known = new.key, new.pick, homes.get
+    if not isinstance(model.__ar_meta__.column(key).type, sa.Integer):
+        return None
     count = "rows_per_key"
     while count in model.__ar_meta__.name_set:      # a computed value's name: not a field's
         count += "_"
