@@ -397,6 +397,27 @@ def test_model_columns_build_what_sqlalchemy_builds(fresh_verdict):
             built, expected = ours.between(low, high, symmetric), plain.between(low, high, symmetric)
             assert _rendered(built) == _rendered(expected) and _rendered(~built) == _rendered(~expected)
             assert built.modifiers == expected.modifiers
+    # LIKE and the NULL tests, quick on plain columns, SQLAlchemy's own for anything else
+    for name, value in (("label", "x%"), ("label", 3), ("body", "t_")):
+        for escape in (None, "/"):
+            for method in ("like", "not_like", "notlike"):
+                try:
+                    expected = getattr(twin.c[name], method)(value, escape=escape)
+                except Exception as exc:
+                    with pytest.raises(type(exc)):
+                        getattr(table.c[name], method)(value, escape=escape)
+                    continue
+                built = getattr(table.c[name], method)(value, escape=escape)
+                assert _rendered(built) == _rendered(expected) and _rendered(~built) == _rendered(~expected)
+                assert built.modifiers == expected.modifiers, (name, value, escape, method)
+    for name in ("n", "label", "ratio"):
+        ours, plain = table.c[name], twin.c[name]
+        pairs = [(ours.is_(None), plain.is_(None)), (ours.is_not(None), plain.is_not(None)),
+                 (ours.isnot(None), plain.isnot(None)), (ours == None, plain == None),  # noqa: E711
+                 (ours != None, plain != None), (ours.is_(True), plain.is_(True))]     # noqa: E711
+        for built, expected in pairs:
+            assert _rendered(built) == _rendered(expected) and _rendered(~built) == _rendered(~expected)
+            assert built.right is expected.right or type(built.right) is type(expected.right)
     # a column compared with a column, and the usual SQLAlchemy spellings, are SQLAlchemy's
     assert str(Measured.c.n == Measured.c.big) == "fence_measured.n = fence_measured.big"
     assert {Measured.c.n: 1}[table.c.n] == 1          # still hashable, by identity
@@ -412,12 +433,16 @@ def test_model_columns_leave_building_to_sqlalchemy_when_the_fence_is_off(
     monkeypatch.setattr(columns, "build_comparison", refuse)
     monkeypatch.setattr(columns, "build_arithmetic", refuse)
     monkeypatch.setattr(columns, "build_between", refuse)
+    monkeypatch.setattr(columns, "build_like", refuse)
+    monkeypatch.setattr(columns, "build_null_test", refuse)
     hide_from_fence(monkeypatch, SQLCompiler, "_bind_processors")
     internals.reset()
     expr = Measured.c.n > 3
     assert str(expr) == "fence_measured.n > :n_1" and expr.right.value == 3
     assert str(Measured.c.n + 1) == "fence_measured.n + :n_1"
     assert str(Measured.c.n.between(1, 2)) == "fence_measured.n BETWEEN :n_1 AND :n_2"
+    assert str(Measured.c.label.like("a%")) == "fence_measured.label LIKE :label_1"
+    assert str(Measured.c.label.is_(None)) == "fence_measured.label IS NULL"
 
 
 def test_parameters_are_copied_only_while_copies_equal_what_sqlalchemy_builds(
@@ -449,6 +474,28 @@ def test_copied_parameters_of_one_column_keep_their_own_values(db):
     assert Measured.where(c.n.between(2, 7), c.n.between(5, 9)).count() == 3
     assert Measured.where(c.n.between(5, 9)).update(n=c.n + 100) == 5
     assert Measured.where(c.n >= 100).order_by("n").pluck("n") == [105, 106, 107, 108, 109]
+
+
+class Labelled(IntegerPKMixin, ActiveRecord):
+    __table_name__ = "fence_labelled"
+    n: int
+    label: str | None = None
+
+
+def test_like_and_null_tests_built_directly_find_the_rows(db):
+    make_tables(Labelled)
+    Labelled.bulk_insert([{"n": n, "label": None if n % 3 == 0 else f"l{n}_x"} for n in range(12)])
+    Measured = Labelled     # noqa: N806 - the queries read as the ones above
+    c = Measured.c
+    assert type(c.label.like("a")) is sa.BinaryExpression and c.label.like("a").right.type is c.label.type
+    assert Measured.where(c.label.is_(None)).order_by("n").pluck("n") == [0, 3, 6, 9]
+    assert Measured.where(c.label == None).count() == 4                                  # noqa: E711
+    assert Measured.where(c.label.is_not(None), c.label != None).count() == 8           # noqa: E711
+    assert Measured.where(c.label.like("l1%")).order_by("n").pluck("n") == [1, 10, 11]
+    assert Measured.where(c.label.like("l/_%", escape="/")).pluck("n") == []     # _ taken as _
+    assert Measured.where(c.label.like("l1/_x", escape="/")).pluck("n") == [1]
+    assert Measured.where(c.label.not_like("l1%"), c.n < 6).order_by("n").pluck("n") == [2, 4, 5]
+    assert Measured.where(~c.label.like("l%")).count() == 0     # NULL is neither
 
 
 def test_rows_as_dicts_take_any_names():

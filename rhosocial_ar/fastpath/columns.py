@@ -1,6 +1,7 @@
 """The models' columns: SQLAlchemy's ``Column``, with cheaper comparisons against plain values.
 
     User.c.age > 30          # the same BinaryExpression SQLAlchemy builds, in half the time
+    User.c.name.like('a%'); User.c.name.is_(None); User.c.name == None   # these too
 
 ``User.c.age > t`` is how SQLAlchemy users write a condition, and building
 it costs more than the rest of a cached query: SQLAlchemy resolves the
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 
 from . import internals
-from .expressions import build_arithmetic, build_between, build_comparison
+from .expressions import build_arithmetic, build_between, build_comparison, build_like, build_null_test
 
 __all__ = ["ModelColumn"]
 
@@ -38,9 +39,28 @@ _INTEGERS = (sa.Integer, sa.BigInteger, sa.SmallInteger)
 
 def _compare(column: Any, value: Any, op: Any, negate: Any) -> Any:
     """``column <op> value`` as SQLAlchemy would build it, or None to let SQLAlchemy build it."""
+    if value is None and op in _NULL_TESTS:     # == None is IS NULL, != None IS NOT NULL
+        return _null_test(column, None, *_NULL_TESTS[op])
     if _PLAIN.get(type(column.type)) is not type(value) or not internals.usable():
         return None
     return build_comparison(column, value, op, negate)
+
+
+_NULL_TESTS = {operators.eq: (operators.is_, operators.is_not),
+               operators.ne: (operators.is_not, operators.is_)}
+
+
+def _null_test(column: Any, value: Any, op: Any, negate: Any) -> Any:
+    if value is not None or type(column.type) not in _PLAIN or not internals.usable():
+        return None
+    return build_null_test(column, op, negate)
+
+
+def _like(column: Any, value: Any, escape: Any, op: Any, negate: Any) -> Any:
+    if _PLAIN.get(type(column.type)) is not str or type(value) is not str \
+            or (escape is not None and type(escape) is not str) or not internals.usable():
+        return None
+    return build_like(column, value, op, negate, escape)
 
 
 def _arithmetic(column: Any, value: Any, op: Any) -> Any:
@@ -93,3 +113,22 @@ class ModelColumn(sa.Column):  # type: ignore[type-arg]
     def between(self, cleft: Any, cright: Any, symmetric: bool = False) -> Any:
         built = _between(self, cleft, cright, symmetric)
         return super().between(cleft, cright, symmetric) if built is None else built
+
+    def like(self, other: Any, escape: str | None = None) -> Any:
+        built = _like(self, other, escape, operators.like_op, operators.not_like_op)
+        return super().like(other, escape) if built is None else built
+
+    def not_like(self, other: Any, escape: str | None = None) -> Any:
+        built = _like(self, other, escape, operators.not_like_op, operators.like_op)
+        return super().not_like(other, escape) if built is None else built
+
+    def is_(self, other: Any) -> Any:
+        built = _null_test(self, other, operators.is_, operators.is_not)
+        return super().is_(other) if built is None else built
+
+    def is_not(self, other: Any) -> Any:
+        built = _null_test(self, other, operators.is_not, operators.is_)
+        return super().is_not(other) if built is None else built
+
+    notlike = not_like      # SQLAlchemy's older names, the same methods
+    isnot = is_not

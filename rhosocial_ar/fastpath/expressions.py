@@ -3,6 +3,8 @@
     build_comparison(User.c.age, 30, operators.gt, operators.le)   # User.c.age > 30
     build_arithmetic(User.c.age, 1, operators.add)                 # User.c.age + 1
     build_between(User.c.id, 10, 20, False)                        # User.c.id.between(10, 20)
+    build_like(User.c.name, 'a%', operators.like_op, operators.not_like_op, None)
+    build_null_test(User.c.name, operators.is_, operators.is_not)  # User.c.name.is_(None)
 
 Only for a value of the column type's own Python type (``columns.py``
 decides); ``internals.py`` checks on the installed SQLAlchemy that these
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import null as _null
 from sqlalchemy.sql import elements, operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.sqltypes import BOOLEANTYPE, NULLTYPE
@@ -21,7 +24,7 @@ from sqlalchemy.sql.sqltypes import BOOLEANTYPE, NULLTYPE
 ExpressionClauseList: Any = getattr(elements, "ExpressionClauseList", None)
 _anonymous_label: Any = getattr(elements, "_anonymous_label", None)
 
-__all__ = ["build_arithmetic", "build_between", "build_comparison"]
+__all__ = ["build_arithmetic", "build_between", "build_comparison", "build_like", "build_null_test"]
 
 _new = object.__new__
 _new_str = str.__new__
@@ -37,6 +40,16 @@ def build_comparison(column: Any, value: Any, op: Any, negate: Any) -> Any:
 def build_arithmetic(column: Any, value: Any, op: Any) -> Any:
     # Integer <op> Integer keeps the left side's type object, as SQLAlchemy's adaptation does
     return _binary(column, _bind(column, value), op, column.type, None, None)
+
+
+def build_like(column: Any, value: Any, op: Any, negate: Any, escape: str | None) -> Any:
+    # like() and not_like() keep their escape as a modifier, None included
+    return _binary(column, _bind(column, value), op, BOOLEANTYPE, negate, {"escape": escape})
+
+
+def build_null_test(column: Any, op: Any, negate: Any) -> Any:
+    """``column IS NULL`` (``op`` is ``operators.is_``) or ``IS NOT NULL`` (``is_not``)."""
+    return _binary(column, _null(), op, BOOLEANTYPE, negate, None)
 
 
 def build_between(column: Any, low: Any, high: Any, symmetric: bool) -> Any:

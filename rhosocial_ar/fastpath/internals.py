@@ -64,7 +64,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import operators
 
 from . import expressions
-from .expressions import build_arithmetic, build_between, build_comparison
+from .expressions import build_arithmetic, build_between, build_comparison, build_like, build_null_test
 
 __all__ = ["check", "disabled_reason", "reset", "unprepared", "usable"]
 
@@ -261,7 +261,12 @@ def _built_as_sqlalchemy_builds() -> str | None:
              (s == "x", build_comparison(s, "x", operators.eq, operators.ne)),
              (n + 1, build_arithmetic(n, 1, operators.add)),
              (n.between(1, 2), build_between(n, 1, 2, False)),
-             (n.between(1, 2, symmetric=True), build_between(n, 1, 2, True))]
+             (n.between(1, 2, symmetric=True), build_between(n, 1, 2, True)),
+             (s.like("x%"), build_like(s, "x%", operators.like_op, operators.not_like_op, None)),
+             (s.not_like("x/%", escape="/"),
+              build_like(s, "x/%", operators.not_like_op, operators.like_op, "/")),
+             (s.is_(None), build_null_test(s, operators.is_, operators.is_not)),
+             (s != None, build_null_test(s, operators.is_not, operators.is_))]  # noqa: E711
     for standard, direct in pairs:
         for a, b in ((standard, direct), (~standard, ~direct)) if direct.negate else ((standard, direct),):
             a_key, b_key = a._generate_cache_key(), b._generate_cache_key()
