@@ -52,6 +52,12 @@ def usable() -> bool:
     marked = getattr(getattr(shim, "_AsyncIoGreenlet", None), "__sqlalchemy_greenlet_provider__", None)
     if marked is not True:       # SQLAlchemy 2.0's module-level class, if not the shim's
         legacy = getattr(concurrency, "_AsyncIoGreenlet", None)
+        if legacy is None:       # 2.0.x keeps it in its py3k module
+            try:
+                from sqlalchemy.util import _concurrency_py3k as legacy_module
+            except ImportError:
+                legacy_module = None
+            legacy = getattr(legacy_module, "_AsyncIoGreenlet", None)
         marked = getattr(legacy, "__sqlalchemy_greenlet_provider__", None)
     if marked is not True:
         return False
