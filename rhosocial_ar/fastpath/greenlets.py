@@ -13,6 +13,7 @@ coroutine when the current greenlet carries ``__sqlalchemy_greenlet_provider__``
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
 from collections.abc import Callable
@@ -54,7 +55,7 @@ def usable() -> bool:
         legacy = getattr(concurrency, "_AsyncIoGreenlet", None)
         if legacy is None:       # 2.0.x keeps it in its py3k module
             try:
-                from sqlalchemy.util import _concurrency_py3k as legacy_module
+                legacy_module: Any = importlib.import_module("sqlalchemy.util._concurrency_py3k")
             except ImportError:
                 legacy_module = None
             legacy = getattr(legacy_module, "_AsyncIoGreenlet", None)
