@@ -64,7 +64,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(url: str, timeout: float) -> None:
+def wait_until_up(url: str, timeout: float = 60.0) -> None:
+    """Retry ``SELECT 1`` on ``url`` until it answers (the server's last error after ``timeout``)."""
     engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
     deadline = time.monotonic() + timeout
     try:
@@ -118,7 +119,7 @@ def clusters(count: int) -> Iterator[list[str]]:
                                             start_new_session=True, **run_as))
             urls.append(f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres")
         for url in urls:
-            _wait(url, timeout=60)
+            wait_until_up(url)
         yield urls
     finally:
         for server in servers:

@@ -236,8 +236,7 @@ def upsert_many(model: Any, rows: Iterable[Any], conflict_keys: Sequence[str], b
             one_row, _ = _upsert_statement(meta, dialect, names, conflict_keys, update, None)
             for start in range(0, size, per_statement):
                 count = min(per_statement, size - start)
-                if fastpath.insert_rows(frame.sa_conn, one_row, names,
-                                        [column[start:start + count] for column in columns], count):
+                if fastpath.insert_rows(frame.sa_conn, one_row, names, columns, start, count):
                     continue
                 stmt, keys = _upsert_statement(meta, dialect, names, conflict_keys, update, count)
                 values = chain.from_iterable(column[start:start + count] for column in columns)

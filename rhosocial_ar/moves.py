@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,16 +126,7 @@ def reading(shards: Sequence[str]) -> Iterator[None]:
     if not locks:
         yield
         return
-    with _held(locks):
+    with ExitStack() as held:
+        for lock in locks:
+            held.enter_context(lock.shared())
         yield
-
-
-@contextmanager
-def _held(locks: list[SharedLock]) -> Iterator[None]:
-    first, *rest = locks
-    with first.shared():
-        if rest:
-            with _held(rest):
-                yield
-        else:
-            yield

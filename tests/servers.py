@@ -14,22 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-
-def _wait(url: str, timeout: float = 60.0) -> None:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                with engine.connect() as conn:
-                    conn.exec_driver_sql("SELECT 1")
-                return
-            except sa.exc.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-    finally:
-        engine.dispose()
+from bench.shard_servers import wait_until_up as _wait
 
 
 def restart_postgresql(url: str) -> None:

@@ -116,16 +116,14 @@ def concurrently(calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]] |
     caller's context, as a thread's ``copy_context()`` would. The caller waits
     until every call has stopped. An outcome is ``(True, result)`` or
     ``(False, exception)``. None outside the bridge's greenlet, or without
-    SQLAlchemy's functions: then the caller runs them one after another.
+    ``await_only``: then the caller runs them one after another.
     """
-    if _await_only is None or _greenlet_spawn is None:
+    if _await_only is None:
         return None
     from sqlalchemy.exc import MissingGreenlet
 
-    spawn_one = _greenlet_spawn
-
     async def every_call() -> list[Any]:
-        return await asyncio.gather(*(spawn_one(call) for call in calls), return_exceptions=True)
+        return await asyncio.gather(*(spawn(call) for call in calls), return_exceptions=True)
 
     try:
         answers = _await_only(every_call())

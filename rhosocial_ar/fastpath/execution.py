@@ -515,17 +515,19 @@ def insert_many(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
 
 
 def insert_rows(sa_conn: sa.Connection, stmt: Any, names: Sequence[str],
-                columns: Sequence[list[Any]], count: int) -> bool:
-    """``stmt``, a one-row INSERT or upsert, run as one statement of ``count`` rows, on psycopg2.
+                columns: Sequence[list[Any]], start: int, count: int) -> bool:
+    """``stmt``, a one-row INSERT or upsert, run for rows ``start`` to ``start + count`` of
+    ``columns`` as one statement, on psycopg2.
 
     The SQL SQLAlchemy compiles for the ``count``-row statement, made from the
     one-row form compiled once instead of once per row count (thousands of
     parameters compile in tens of milliseconds). False, having run nothing,
     where this is not possible: the caller runs its own statement.
     """
-    if not internals.usable() or watched(sa_conn):
+    if sa_conn.dialect.driver != "psycopg2" or not internals.usable() or watched(sa_conn):
         return False
-    return _rows_at_once(sa_conn, _prepare(stmt, sa_conn.dialect, names), names, columns, count)
+    rows = [column[start:start + count] for column in columns]
+    return _rows_at_once(sa_conn, _prepare(stmt, sa_conn.dialect, names), names, rows, count)
 
 
 def _rows_at_once(sa_conn: sa.Connection, prepared: Prepared | None, names: Sequence[str],
